@@ -1,0 +1,622 @@
+"""One YAML file declares every duty; this module reads it and refuses it loudly when wrong.
+
+The file is found at `-c PATH`, else `$VIGIL_CONFIG`, else `./vigil.yaml`. `${VAR}` and
+`${VAR:-default}` are filled from the environment so secrets stay out of the file. Every
+problem is reported at once, each with its key path (`monitors[2].url: ...`), because an
+operator fixing a config wants the whole list, not one error per attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from vigil.durations import Duration, Size
+from vigil.paths import default_backup_storage, default_store_url
+from vigil.redact import forget_secrets, redact, register_secret
+
+Severity = Literal["critical", "high", "medium", "low"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
+SECRET_NAME = re.compile(r"(?i)(pass|secret|token|key|auth|credential|webhook|dsn)")
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `errors` holds every `path: message` line."""
+
+    def __init__(self, errors: list[str], path: Path | None = None) -> None:
+        self.errors = errors
+        self.path = path
+        where = f"{path}: " if path else ""
+        super().__init__(where + "; ".join(errors))
+
+
+class Model(BaseModel):
+    """Base for config sections: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- store, channels, routes ---------------------------------------------------------
+
+
+class StoreConfig(Model):
+    url: str = Field(default_factory=default_store_url)
+
+
+class SlackChannel(Model):
+    type: Literal["slack"]
+    webhook_url: str | None = None
+    token: str | None = None
+    channel: str | None = None
+    timeout: Duration = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackChannel:
+        if bool(self.webhook_url) == bool(self.token):
+            raise ValueError("give either webhook_url or token (with channel), not both or neither")
+        if self.token and not self.channel:
+            raise ValueError("a bot token needs a channel (e.g. '#ops')")
+        return self
+
+
+class EmailChannel(Model):
+    type: Literal["email"]
+    host: str
+    port: int | None = None
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    from_addr: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    timeout: Duration = timedelta(seconds=15)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"starttls": 587, "ssl": 465, "none": 25}[self.security]
+
+
+class WebhookChannel(Model):
+    type: Literal["webhook"]
+    url: str
+    headers: dict[str, str] = {}
+    timeout: Duration = timedelta(seconds=10)
+
+
+Channel = Annotated[
+    SlackChannel | EmailChannel | WebhookChannel,
+    Field(discriminator="type"),
+]
+
+
+# --- maintenance and monitors -----------------------------------------------------------
+
+
+class MaintenanceWindow(Model):
+    """A one-off window (`from`/`to`) or a recurring one (`cron` + `duration`)."""
+
+    start: datetime | None = Field(default=None, alias="from")
+    end: datetime | None = Field(default=None, alias="to")
+    cron: str | None = None
+    duration: Duration | None = None
+    timezone: str = "UTC"
+    reason: str = ""
+    monitors: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MaintenanceWindow:
+        one_off = self.start is not None or self.end is not None
+        recurring = self.cron is not None or self.duration is not None
+        if one_off == recurring:
+            raise ValueError("give either from/to or cron/duration")
+        if one_off and (self.start is None or self.end is None or self.end <= self.start):
+            raise ValueError("a one-off window needs from and a later to")
+        if recurring:
+            if not (self.cron and self.duration):
+                raise ValueError("a recurring window needs both cron and duration")
+            _check_cron(self.cron)
+        _check_timezone(self.timezone)
+        return self
+
+
+class Monitor(Model):
+    name: str = Field(min_length=1)
+    type: Literal["http", "tcp", "postgres"] = "http"
+    url: str | None = None
+    method: str = "GET"
+    headers: dict[str, str] = {}
+    body: str | None = None
+    follow_redirects: bool = True
+    verify_tls: bool = True
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    query: str | None = None
+    timeout: Duration = timedelta(seconds=10)
+    conditions: list[str] = []
+    failure_threshold: int = Field(default=2, ge=1)
+    success_threshold: int = Field(default=1, ge=1)
+    severity: Severity = "high"
+    fallback: str | None = None
+    depends_on: list[str] = []
+    remind_every: Duration | None = None
+    maintenance: list[MaintenanceWindow] = []
+    max_body: Size = 1_000_000
+    public: bool = False
+    display_name: str | None = None
+    group: str | None = None
+    slo: float | None = Field(default=None, gt=0, le=100)
+
+    @field_validator("slo", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        return _parse_percent(value)
+
+    @field_validator("conditions")
+    @classmethod
+    def _conditions(cls, value: list[str]) -> list[str]:
+        return _check_conditions(value)
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> Monitor:
+        if self.type in ("http", "postgres") and not self.url:
+            raise ValueError(f"url is required for a {self.type} monitor")
+        if self.type == "http":
+            _check_url(self.url or "", ("http", "https"), "url")
+            if self.fallback:
+                _check_url(self.fallback, ("http", "https"), "fallback")
+        if self.type == "postgres":
+            _check_url(self.url or "", ("postgresql", "postgres"), "url")
+        if self.type == "tcp" and not (self.host and self.port):
+            raise ValueError("host and port are required for a tcp monitor")
+        if self.query and self.type != "postgres":
+            raise ValueError("query is only for postgres monitors")
+        return self
+
+
+class SweepConfig(Model):
+    every: Duration = timedelta(minutes=1)
+    concurrency: int = Field(default=100, ge=1)
+    per_host: int = Field(default=0, ge=0)
+    shards: int = Field(default=1, ge=1)
+    heartbeat_url: str | None = None
+    digest_after: int = Field(default=3, ge=1)
+
+
+# --- databases and the backup family ----------------------------------------------------
+
+
+class Database(Model):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    url: str
+    critical_tables: list[str] = []
+    min_rows: dict[str, int] = {}
+    min_backup_size: Size = 0
+    exact_counts: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        _check_url(value, ("postgresql", "postgres"), "url")
+        return value
+
+
+class S3Settings(Model):
+    endpoint_url: str | None = None
+    region: str | None = None
+    sse: Literal["AES256", "aws:kms"] | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    part_size: Size = 32 * 1024**2
+
+    @field_validator("part_size")
+    @classmethod
+    def _part_bounds(cls, value: int) -> int:
+        if not 5 * 1024**2 <= value <= 512 * 1024**2:
+            raise ValueError("part_size must be between 5MiB and 512MiB")
+        return value
+
+
+class Retention(Model):
+    keep_last: int = Field(default=3, ge=1)
+    keep_daily: int = Field(default=7, ge=0)
+    keep_weekly: int = Field(default=4, ge=0)
+    keep_monthly: int = Field(default=12, ge=0)
+
+
+class BackupConfig(Model):
+    storage: str = Field(default_factory=default_backup_storage)
+    s3: S3Settings = S3Settings()
+    max_age: Duration = timedelta(hours=26)
+    retention: Retention = Retention()
+    config_files: list[str] = []
+    compression: int = Field(default=1, ge=0, le=9)
+    schedule: str = "0 2 * * *"
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        _check_url(value, ("s3", "file"), "storage")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return _check_cron(value)
+
+
+class SqlCheck(Model):
+    name: str
+    sql: str
+    database: str | None = None
+
+
+class RestoreTestConfig(Model):
+    scratch_url: str | None = None
+    max_duration: Duration = timedelta(minutes=30)
+    hard_timeout: Duration | None = None
+    jobs: int = Field(default=2, ge=1)
+    amcheck: bool = True
+    checks: list[SqlCheck] = []
+    schedule: str = "0 4 * * 0"
+
+    @field_validator("scratch_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url(value, ("postgresql", "postgres"), "scratch_url")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return _check_cron(value)
+
+
+class AppCheck(Model):
+    start: str
+    health: str
+    stop: str | None = None
+    timeout: Duration = timedelta(minutes=2)
+
+
+class RunbookStep(Model):
+    name: str
+    command: str
+    timeout: Duration = timedelta(minutes=5)
+
+
+class DrillConfig(Model):
+    rto: Duration = timedelta(hours=1)
+    rpo: Duration = timedelta(hours=24)
+    target_url: str | None = None
+    fallbacks: list[str] = []
+    app_check: AppCheck | None = None
+    steps: list[RunbookStep] = []
+    schedule: str = "0 3 1-7 * 0"
+
+    @field_validator("target_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url(value, ("postgresql", "postgres"), "target_url")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return _check_cron(value)
+
+
+# --- deploy targets ------------------------------------------------------------------------
+
+
+class HealthCheck(Model):
+    url: str
+    conditions: list[str] = ["[STATUS] == 200"]
+    timeout: Duration = timedelta(seconds=5)
+
+    @field_validator("conditions")
+    @classmethod
+    def _conditions(cls, value: list[str]) -> list[str]:
+        return _check_conditions(value)
+
+
+class ProcessCheck(Model):
+    command: str
+    timeout: Duration = timedelta(seconds=10)
+
+
+class CommandRollback(Model):
+    type: Literal["command"]
+    command: str
+    timeout: Duration = timedelta(minutes=5)
+
+
+class SymlinkRollback(Model):
+    type: Literal["symlink"]
+    releases_dir: str
+    current: str
+    restart: str | None = None
+    timeout: Duration = timedelta(minutes=5)
+
+
+class GitRollback(Model):
+    type: Literal["git"]
+    repo: str
+    build: list[str] = []
+    restart: str | None = None
+    timeout: Duration = timedelta(minutes=10)
+
+
+Rollback = Annotated[
+    CommandRollback | SymlinkRollback | GitRollback,
+    Field(discriminator="type"),
+]
+
+
+class DeployTarget(Model):
+    health: HealthCheck | None = None
+    pages: list[str] = []
+    process: ProcessCheck | None = None
+    window: Duration = timedelta(minutes=2)
+    interval: Duration = timedelta(seconds=10)
+    failure_limit: int = Field(default=0, ge=0)
+    consecutive_error_limit: int = Field(default=4, ge=0)
+    inconclusive_limit: int | None = Field(default=None, ge=0)
+    lock_timeout: Duration = timedelta(minutes=10)
+    severity: Severity = "high"
+    rollback: Rollback | None = None
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> DeployTarget:
+        if not (self.health or self.pages or self.process):
+            raise ValueError("a deploy target needs at least one of health, pages, process")
+        if self.interval > self.window:
+            raise ValueError("interval must not be longer than window")
+        return self
+
+
+# --- the whole file ----------------------------------------------------------------------------
+
+
+class Config(Model):
+    timezone: str = "UTC"
+    store: StoreConfig = StoreConfig()
+    channels: dict[str, Channel] = {}
+    routes: dict[Severity, list[str]] = {}
+    sweep: SweepConfig = SweepConfig()
+    maintenance: list[MaintenanceWindow] = []
+    monitors: list[Monitor] = []
+    databases: list[Database] = []
+    backup: BackupConfig = BackupConfig()
+    restore_test: RestoreTestConfig = RestoreTestConfig()
+    drill: DrillConfig = DrillConfig()
+    deploys: dict[str, DeployTarget] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    def monitor(self, name: str) -> Monitor | None:
+        return next((m for m in self.monitors if m.name == name), None)
+
+    def database(self, name: str) -> Database | None:
+        return next((d for d in self.databases if d.name == name), None)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.monitors)} monitors, {len(self.databases)} databases, "
+            f"{len(self.deploys)} deploy targets, {len(self.channels)} channels"
+        )
+
+
+def cross_check(config: Config) -> list[str]:
+    """Errors that span sections: names that must refer to something that exists."""
+    errors: list[str] = []
+    for severity, names in config.routes.items():
+        for j, name in enumerate(names):
+            if name not in config.channels:
+                errors.append(f"routes.{severity}[{j}]: no channel named {name!r}")
+    errors += _duplicates("monitors", [m.name for m in config.monitors])
+    errors += _duplicates("databases", [d.name for d in config.databases])
+    known = {m.name for m in config.monitors}
+    for i, monitor in enumerate(config.monitors):
+        for j, dep in enumerate(monitor.depends_on):
+            if dep not in known or dep == monitor.name:
+                errors.append(f"monitors[{i}].depends_on[{j}]: no other monitor named {dep!r}")
+    for i, window in enumerate(config.maintenance):
+        for j, name in enumerate(window.monitors):
+            if name not in known:
+                errors.append(f"maintenance[{i}].monitors[{j}]: no monitor named {name!r}")
+    for j, fallback in enumerate(config.drill.fallbacks):
+        if fallback not in known and not fallback.startswith(("http://", "https://")):
+            errors.append(f"drill.fallbacks[{j}]: {fallback!r} is neither a monitor nor a URL")
+    for j, check in enumerate(config.restore_test.checks):
+        if check.database and config.database(check.database) is None:
+            errors.append(f"restore_test.checks[{j}].database: no database named {check.database!r}")
+    return errors
+
+
+def resolve_path(path: str | os.PathLike[str] | None) -> Path:
+    """`-c PATH`, else `$VIGIL_CONFIG`, else `./vigil.yaml`."""
+    return Path(path or os.environ.get("VIGIL_CONFIG") or "vigil.yaml").expanduser()
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read, interpolate and validate the config file; raise ConfigError with every problem."""
+    where = resolve_path(path)
+    try:
+        text = where.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"no config file at {where} (create one with `vigil init {where}`)"], where
+        ) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read {where}: {exc.strerror}"], where) from None
+    return parse_config(text, where)
+
+
+def parse_config(text: str, where: Path | None = None) -> Config:
+    """Validate config text; on success, register its secrets for redaction."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError([f"{at}not valid YAML ({getattr(exc, 'problem', exc)})"], where) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["the top level must be a mapping of sections"], where)
+    secrets: list[str] = []
+    errors: list[str] = []
+    raw = _interpolate(raw, "", errors, secrets)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        errors += [_format_error(e) for e in exc.errors()]
+        raise ConfigError(errors, where) from None
+    errors += cross_check(config)
+    if errors:
+        raise ConfigError(errors, where)
+    forget_secrets()
+    for value in secrets + list(_declared_secrets(config)):
+        register_secret(value)
+    return config
+
+
+def _interpolate(value: Any, path: str, errors: list[str], secrets: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _interpolate(v, f"{path}.{k}" if path else str(k), errors, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", errors, secrets) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def fill(match: re.Match[str]) -> str:
+        name, default = match["name"], match["default"]
+        found = os.environ.get(name)
+        if found is None or (found == "" and default is not None):
+            if default is None:
+                errors.append(f"{path}: environment variable {name} is not set (and has no default)")
+                return match.group(0)
+            found = default
+        if SECRET_NAME.search(name) or SECRET_NAME.search(path.rsplit(".", 1)[-1]):
+            secrets.append(found)
+        return found
+
+    return _VAR.sub(fill, value)
+
+
+def _declared_secrets(config: Config) -> list[str]:
+    """Values that are secret by their place in the config, whatever their source."""
+    found: list[str | None] = []
+    for channel in config.channels.values():
+        if isinstance(channel, SlackChannel):
+            found += [channel.webhook_url, channel.token]
+        elif isinstance(channel, EmailChannel):
+            found.append(channel.password)
+        else:
+            found += [channel.url, *channel.headers.values()]
+    found += [config.backup.s3.secret_access_key, config.sweep.heartbeat_url]
+    urls = [config.store.url, *(d.url for d in config.databases)]
+    urls += [m.url for m in config.monitors if m.type == "postgres"]
+    found += [urlsplit(u).password for u in urls if u]
+    return [v for v in found if v]
+
+
+def _format_error(error: Any) -> str:
+    path = ""
+    for part in error["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("slack", "email", "webhook", "command", "symlink", "git"):
+            continue  # the discriminator's tag: the type key already says it
+        else:
+            path += f".{part}" if path else str(part)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required"
+    elif error["type"] == "union_tag_invalid":
+        message = f"unknown type {error['input'].get('type')!r}; expected one of {error['ctx']['expected_tags']}"
+    elif error["type"] == "union_tag_not_found":
+        message = "a type key is required"
+    return redact(f"{path or '(top level)'}: {message}")
+
+
+def _duplicates(section: str, names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    errors = []
+    for i, name in enumerate(names):
+        if name in seen:
+            errors.append(f"{section}[{i}].name: {name!r} is already used by {section}[{seen[name]}]")
+        seen.setdefault(name, i)
+    return errors
+
+
+def _check_url(value: str, schemes: tuple[str, ...], key: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        raise ValueError(f"{key} {redact(value)!r} is not a {'/'.join(schemes)} URL")
+    return value
+
+
+def _check_conditions(value: list[str]) -> list[str]:
+    from vigil.conditions import ConditionError, parse_condition
+
+    problems = []
+    for text in value:
+        try:
+            parse_condition(text)
+        except ConditionError as exc:
+            problems.append(f"{text!r}: {exc}")
+    if problems:
+        raise ValueError("bad condition " + "; ".join(problems))
+    return value
+
+
+def _check_cron(value: str) -> str:
+    """Prefect's own validator: a schedule vigil accepts is one Prefect will run."""
+    from prefect._internal.schemas.validators import validate_cron_string
+
+    try:
+        return validate_cron_string(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a cron expression (e.g. '0 2 * * *')") from None
+
+
+def _check_timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r} (e.g. UTC, Europe/Berlin)") from None
+    return value
+
+
+def _parse_percent(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return float(value.strip()[:-1])
+    return value
+

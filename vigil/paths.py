@@ -1,0 +1,21 @@
+"""Where vigil keeps its own files when the config does not say otherwise."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def vigil_home() -> Path:
+    """`$VIGIL_HOME`, else `~/.vigil`; created on first use."""
+    home = Path(os.environ.get("VIGIL_HOME") or Path.home() / ".vigil").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def default_store_url() -> str:
+    return f"sqlite:///{vigil_home() / 'vigil.db'}"
+
+
+def default_backup_storage() -> str:
+    return (vigil_home() / "backups").as_uri()
