@@ -448,7 +448,9 @@ def cross_check(config: Config) -> list[str]:
             errors.append(f"drill.fallbacks[{j}]: {fallback!r} is neither a monitor nor a URL")
     for j, check in enumerate(config.restore_test.checks):
         if check.database and config.database(check.database) is None:
-            errors.append(f"restore_test.checks[{j}].database: no database named {check.database!r}")
+            errors.append(
+                f"restore_test.checks[{j}].database: no database named {check.database!r}"
+            )
     return errors
 
 
@@ -516,7 +518,9 @@ def _interpolate(value: Any, path: str, errors: list[str], secrets: list[str]) -
         found = os.environ.get(name)
         if found is None or (found == "" and default is not None):
             if default is None:
-                errors.append(f"{path}: environment variable {name} is not set (and has no default)")
+                errors.append(
+                    f"{path}: environment variable {name} is not set (and has no default)"
+                )
                 return match.group(0)
             found = default
         if SECRET_NAME.search(name) or SECRET_NAME.search(path.rsplit(".", 1)[-1]):
@@ -558,7 +562,8 @@ def _format_error(error: Any) -> str:
     elif error["type"] == "missing":
         message = "required"
     elif error["type"] == "union_tag_invalid":
-        message = f"unknown type {error['input'].get('type')!r}; expected one of {error['ctx']['expected_tags']}"
+        tags = error["ctx"]["expected_tags"]
+        message = f"unknown type {error['input'].get('type')!r}; expected one of {tags}"
     elif error["type"] == "union_tag_not_found":
         message = "a type key is required"
     return redact(f"{path or '(top level)'}: {message}")
@@ -569,7 +574,9 @@ def _duplicates(section: str, names: list[str]) -> list[str]:
     errors = []
     for i, name in enumerate(names):
         if name in seen:
-            errors.append(f"{section}[{i}].name: {name!r} is already used by {section}[{seen[name]}]")
+            errors.append(
+                f"{section}[{i}].name: {name!r} is already used by {section}[{seen[name]}]"
+            )
         seen.setdefault(name, i)
     return errors
 
@@ -619,4 +626,3 @@ def _parse_percent(value: Any) -> Any:
     if isinstance(value, str) and value.strip().endswith("%"):
         return float(value.strip()[:-1])
     return value
-

@@ -16,8 +16,12 @@ from typing import Any
 
 MASK = "***"
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]+)@")
-_SLACK_WEBHOOK = re.compile(r"(hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_\-]+")
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]+)@"
+)
+_SLACK_WEBHOOK = re.compile(
+    r"(hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_\-]+"
+)
 _SLACK_TOKEN = re.compile(r"\b(xox[abposr]|xapp)-[A-Za-z0-9\-]+")
 _SECRET_PARAM = re.compile(
     r"(?i)\b((?:password|passwd|pwd|token|secret|api[_-]?key|access[_-]?key|signature|sig|auth)=)[^&\s'\"]+"

@@ -1,0 +1,22 @@
+"""Shared fixtures: real services only (PostgreSQL, S3 over HTTP, webhook and SMTP receivers,
+Prefect). Each fixture family lives in its own plugin module under tests/fixtures/."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Keep every test run's vigil and Prefect state out of the user's home.
+_home = tempfile.mkdtemp(prefix="vigil-test-home-")
+os.environ.setdefault("VIGIL_HOME", _home)
+os.environ.setdefault("PREFECT_HOME", os.path.join(_home, "prefect"))
+os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.receivers",
+    "tests.fixtures.s3",
+    "tests.fixtures.prefect",
+]
