@@ -541,7 +541,7 @@ def _declared_secrets(config: Config) -> list[str]:
         else:
             found += [channel.url, *channel.headers.values()]
     found += [config.backup.s3.secret_access_key, config.sweep.heartbeat_url]
-    urls = [config.store.url, *(d.url for d in config.databases)]
+    urls: list[str | None] = [config.store.url, *(d.url for d in config.databases)]
     urls += [m.url for m in config.monitors if m.type == "postgres"]
     found += [urlsplit(u).password for u in urls if u]
     return [v for v in found if v]

@@ -1,0 +1,126 @@
+"""How vigil's flows meet Prefect: which API they talk to, and how a run tells its story.
+
+Without an API URL every Prefect process starts a throw-away server (~10 s, noisy on exit),
+which is no way to run a command people type. So a command uses, in order: the configured
+`PREFECT_API_URL`; a local server already answering on 127.0.0.1:4200; else it starts one
+in the background (SQLite under PREFECT_HOME, UI included) and leaves it running, so the next
+command is fast and every run stays visible in the dashboard.
+
+Run states follow one rule across duties: a duty that found nothing wrong ends Completed;
+one that found a problem ends FAILED-typed with a name saying what (`Outage`,
+`BackupFailed`, `RolledBack`, ...), so the runs list shows red at a glance; DEGRADED-only
+findings end Completed named `Degraded`. A crash is Prefect's own Crashed/Failed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+
+LOCAL_HOST = "127.0.0.1"
+LOCAL_PORT = 4200
+LOCAL_API = f"http://{LOCAL_HOST}:{LOCAL_PORT}/api"
+
+
+def configured_api_url() -> str | None:
+    """The API URL Prefect would use now (env, profile or a test harness's settings)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
+def api_is_healthy(url: str, timeout: float = 1.0) -> bool:
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    headers = {}
+    if auth:
+        import base64
+
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout, headers=headers)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def ensure_prefect_api(start: bool = True, wait: float = 90.0) -> str:
+    """Point this process at a Prefect API, starting a local server if none is reachable."""
+    url = configured_api_url()
+    if url:
+        return url
+    if not api_is_healthy(LOCAL_API):
+        if not start:
+            raise RuntimeError(f"no Prefect server answers at {LOCAL_API}")
+        start_local_server(wait)
+    os.environ["PREFECT_API_URL"] = LOCAL_API
+    return LOCAL_API
+
+
+def start_local_server(wait: float = 90.0) -> None:
+    """`prefect server start --background` bound to loopback, then wait until it answers."""
+    print(
+        f"vigil: starting a local Prefect server (UI on http://{LOCAL_HOST}:{LOCAL_PORT}; "
+        "stop it with `prefect server stop`)",
+        file=sys.stderr,
+    )
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--background",
+            "--host",
+            LOCAL_HOST,
+            "--port",
+            str(LOCAL_PORT),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+        timeout=wait,
+    )
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if api_is_healthy(LOCAL_API):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the local Prefect server did not answer at {LOCAL_API} within {wait:.0f}s")
+
+
+def flow_run_link() -> str | None:
+    """The dashboard URL of the current flow run, for alerts and reports."""
+    try:
+        from prefect.runtime import flow_run
+
+        return flow_run.ui_url or None
+    except Exception:
+        return None
+
+
+def flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return flow_run.id or None
+
+
+def outcome(
+    problem: str | None, summary: dict[str, Any], message: str, *, degraded: bool = False
+) -> Any:
+    """The final state of a duty's run: Completed, Completed named Degraded, or a named failure."""
+    from prefect.states import Completed, Failed
+
+    if problem:
+        return Failed(name=problem, message=message, data=summary)
+    if degraded:
+        return Completed(name="Degraded", message=message, data=summary)
+    return Completed(message=message, data=summary)

@@ -1,0 +1,348 @@
+"""vigil's own database: one place where every duty records what it did and saw.
+
+`open_store(url)` gives a ready `Store` on SQLite (the default, a file under $VIGIL_HOME) or
+PostgreSQL (when several workers share one store). Opening migrates the schema to head
+first; when it is already there that costs one query and Alembic is never imported, so
+short-lived CLI commands stay quick. Concurrent first opens are serialized (a file lock
+beside the SQLite file, an advisory lock on PostgreSQL), so parallel flow runs never race
+to create tables.
+
+The helpers here are the writes every duty shares; duties keep their own queries in their
+own modules, using `store.session()` or `store.engine`. Secrets are masked by the column
+types in `vigil.store.models`, so they hold for those queries too.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, sessionmaker
+
+from vigil.store.models import (
+    SCHEMA_REVISION,
+    Backup,
+    BackupDeletion,
+    BackupVerification,
+    Base,
+    CheckResult,
+    DeployMeasurement,
+    DeployVerification,
+    Drill,
+    HourlyRollup,
+    Incident,
+    MonitorState,
+    Notification,
+    RestoreTest,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = [
+    "MIGRATIONS",
+    "Backup",
+    "BackupDeletion",
+    "BackupVerification",
+    "Base",
+    "CheckResult",
+    "DeployMeasurement",
+    "DeployVerification",
+    "Drill",
+    "HourlyRollup",
+    "Incident",
+    "MonitorState",
+    "Notification",
+    "RestoreTest",
+    "Store",
+    "alembic_config",
+    "create_store_engine",
+    "migrate",
+    "open_store",
+]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Any fixed bigint works; it only has to differ from other advisory locks in the same database.
+PG_MIGRATION_LOCK_KEY = 0x5649_4749_4C00  # "VIGIL"
+ROLLUP_SUMS = ("count", "successes", "degraded", "maintenance", "total_latency_ms")
+
+
+class Store:
+    """An engine plus the shared reads and writes; cheap to keep for a process's lifetime."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # Objects stay readable after the session closes: helpers hand them back to callers.
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def record_notification(
+        self,
+        *,
+        channel: str,
+        channel_type: str,
+        severity: str,
+        title: str,
+        status: str,
+        subject: str | None = None,
+        attempts: int = 1,
+        error: str | None = None,
+        sent_at: datetime | None = None,
+    ) -> int:
+        """Keep one delivery attempt's outcome; returns the new row's id."""
+        row = Notification(
+            sent_at=sent_at or utcnow(),
+            channel=channel,
+            channel_type=channel_type,
+            severity=severity,
+            title=title,
+            subject=subject,
+            status=status,
+            attempts=attempts,
+            error=error,
+        )
+        with self.session() as session:
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def get_monitor_states(self) -> dict[str, MonitorState]:
+        """Every monitor's remembered state, by monitor name (detached, free to modify)."""
+        with self.session() as session:
+            return {s.monitor: s for s in session.scalars(select(MonitorState))}
+
+    def save_monitor_states(
+        self, states: Mapping[str, MonitorState] | Iterable[MonitorState]
+    ) -> None:
+        """Insert or overwrite each state by monitor (one executemany, no read-back to merge)."""
+        items = states.values() if isinstance(states, Mapping) else states
+        names = list(MonitorState.__table__.columns.keys())
+        rows = [{name: getattr(state, name) for name in names} for state in items]
+        with self.engine.begin() as connection:
+            _upsert(connection, "monitor_states", rows, ("monitor",), overwrite=names[1:])
+
+    def add_check_results(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Bulk-insert check results (dicts keyed by column) as one executemany.
+
+        Every row must carry the same keys: SQLAlchemy compiles the statement from the first
+        row, and would silently drop a column only later rows have.
+        """
+        if not rows:
+            return
+        _check_keys("check_results", rows)
+        with self.engine.begin() as connection:
+            connection.execute(Base.metadata.tables["check_results"].insert(), list(rows))
+
+    def add_rollups(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Add each row's counts to its (monitor, UTC hour) totals, creating the hour if new.
+
+        Adding rather than replacing lets every sweep (and every shard) write its own results
+        without reading the hour first; rows for the same key are summed before writing.
+        """
+        totals: dict[tuple[str, datetime], dict[str, Any]] = {}
+        for row in rows:
+            unknown = set(row) - {"monitor", "hour", *ROLLUP_SUMS}
+            if unknown:
+                raise ValueError(f"unknown hourly_rollups columns: {sorted(unknown)}")
+            hour = _utc_hour(row["hour"])
+            total = totals.setdefault(
+                (row["monitor"], hour),
+                {"monitor": row["monitor"], "hour": hour, **dict.fromkeys(ROLLUP_SUMS, 0)},
+            )
+            for name in ROLLUP_SUMS:
+                total[name] += row.get(name, 0)
+        with self.engine.begin() as connection:
+            _upsert(
+                connection,
+                "hourly_rollups",
+                list(totals.values()),
+                ("monitor", "hour"),
+                add=ROLLUP_SUMS,
+            )
+
+
+def open_store(url: str) -> Store:
+    """Connect, migrate to head if needed, and return the store."""
+    engine = create_store_engine(url)
+    try:
+        migrate(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine)
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine tuned per backend: SQLite waits for locks, PostgreSQL survives restarts."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    path = _sqlite_path(parsed.database)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parsed = parsed.set(database=str(path))  # absolute: a later chdir must not move it
+    engine = create_engine(parsed)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    if path is not None:
+        # The first connection switches a new file to WAL, which takes an exclusive lock
+        # that busy_timeout does not wait for: processes racing to do it would fail.
+        with _file_lock(path), engine.connect():
+            pass
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to head, one process at a time; a no-op query when already there."""
+    if _recorded_revision(engine) == SCHEMA_REVISION:
+        return
+    from alembic import command
+
+    with _migration_lock(engine) as connection:
+        command.upgrade(alembic_config(connection), "head")
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's config built in code: migrations ship inside the package, no alembic.ini.
+
+    env.py runs on `connection`; if it is already in a transaction, Alembic leaves the
+    commit to the caller.
+    """
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that only one process at a time can hold.
+
+    Whoever waits here re-checks the version under the lock (Alembic does), so the loser of
+    a race finds the schema at head and does nothing.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection, connection.begin():
+            # Transaction-scoped: released by the commit, or the rollback if migrating fails.
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK_KEY}
+            )
+            yield connection
+        return
+    path = _sqlite_path(engine.url.database)
+    with _file_lock(path), engine.connect() as connection, connection.begin():
+        yield connection
+
+
+@contextmanager
+def _file_lock(db_path: Path | None) -> Iterator[None]:
+    """Exclusive flock on `<db>.lock`; the OS drops it if the process dies."""
+    if db_path is None:
+        yield
+        return
+    with open(f"{db_path}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _recorded_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        try:
+            revision = connection.execute(text("SELECT version_num FROM alembic_version"))
+            return revision.scalar()
+        except (OperationalError, ProgrammingError):  # no version table: a fresh database
+            return None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Per connection: wait for locks instead of failing, let readers run beside a writer
+    (WAL), fsync less (safe under WAL), and enforce foreign keys."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # WAL persists in the file
+        cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _sqlite_path(database: str | None) -> Path | None:
+    """The database file, or None for in-memory databases (nothing to create or lock)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().absolute()
+
+
+def _upsert(
+    connection: Connection,
+    table_name: str,
+    rows: list[dict[str, Any]],
+    keys: tuple[str, ...],
+    *,
+    overwrite: Iterable[str] = (),
+    add: Iterable[str] = (),
+) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE, which both backends speak with the same syntax.
+
+    Rows go in key order so concurrent upserts of overlapping keys lock rows in the same
+    order and cannot deadlock on PostgreSQL.
+    """
+    if not rows:
+        return
+    rows = sorted(rows, key=lambda row: tuple(row[key] for key in keys))
+    table = Base.metadata.tables[table_name]
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table)
+    changes: dict[str, Any] = {name: statement.excluded[name] for name in overwrite}
+    changes |= {name: table.c[name] + statement.excluded[name] for name in add}
+    connection.execute(
+        statement.on_conflict_do_update(index_elements=list(keys), set_=changes), rows
+    )
+
+
+def _check_keys(table_name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    keys = rows[0].keys()
+    unknown = set(keys) - set(Base.metadata.tables[table_name].columns.keys())
+    if unknown:
+        raise ValueError(f"unknown {table_name} columns: {sorted(unknown)}")
+    if any(row.keys() != keys for row in rows):
+        raise ValueError(f"every {table_name} row must have the same keys as the first")
+
+
+def _utc_hour(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()} given; use an aware UTC time")
+    return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
