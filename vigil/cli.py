@@ -1,22 +1,27 @@
 """The `vigil` command: every duty by hand, plus the config and notification tools.
 
-Exit codes are a contract scripts rely on: 0 the duty ran and all is well; 1 the duty ran
-and found a problem (or could not do its work); 2 bad usage or bad config. Listing
-commands take `--json` and print exactly one JSON document on stdout.
+Each duty's commands live in `vigil/commands/<duty>.py`; this module holds the app and the
+commands about vigil itself (init, check-config, notify-test).
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from vigil.config import Config, ConfigError, load_config, resolve_path
-from vigil.redact import redact
+from vigil.cliutil import (
+    ConfigOption,
+    JsonOption,
+    config_for,
+    config_path,
+    fail,
+    options,
+    out,
+    print_json,
+)
+from vigil.config import resolve_path
 
 app = typer.Typer(
     name="vigil",
@@ -26,53 +31,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("-c", "--config", help="Config file (default: $VIGIL_CONFIG, else ./vigil.yaml)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
-
-
-class State:
-    """Options given before the command (`vigil -c x.yaml sweep`)."""
-
-    config_path: Path | None = None
-
-
-_state = State()
 
 
 @app.callback()
 def _main(config: ConfigOption = None) -> None:
-    _state.config_path = config
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(redact(message), markup=False)
-    raise typer.Exit(code)
-
-
-def config_for(path: Path | None) -> Config:
-    """Load the config named on the command line; bad config is exit code 2."""
-    try:
-        return load_config(path or _state.config_path)
-    except ConfigError as exc:
-        _print_config_errors(exc)
-        raise typer.Exit(2) from None
-
-
-def print_json(document: Any) -> None:
-    sys.stdout.write(redact(json.dumps(document, indent=2, default=str)) + "\n")
-
-
-def _print_config_errors(exc: ConfigError) -> None:
-    where = f" in {exc.path}" if exc.path else ""
-    err.print(f"{len(exc.errors)} problem(s){where}:", markup=False)
-    for line in exc.errors:
-        err.print(f"  {line}", markup=False)
+    options.config_path = config
 
 
 @app.command("init")
@@ -96,7 +59,7 @@ def check_config_command(config: ConfigOption = None) -> None:
     """Validate the config; print every problem with its key path (exit 2) or a summary."""
     loaded = config_for(config)
     out.print(
-        f"{resolve_path(config or _state.config_path)}: ok — {loaded.summary()}", markup=False
+        f"{resolve_path(config_path(config))}: ok — {loaded.summary()}", markup=False
     )
 
 
@@ -107,8 +70,9 @@ def notify_test_command(
     json_output: JsonOption = False,
 ) -> None:
     """Send a test message to each channel (or one) and report what happened to each."""
-    from vigil.notify import Alert, dispatch
-    from vigil.records import open_records
+    from vigil.alerts import send_alert
+    from vigil.notify import Alert
+    from vigil.store import open_store
 
     loaded = config_for(config)
     names = [channel] if channel else sorted(loaded.channels)
@@ -124,8 +88,8 @@ def notify_test_command(
         summary="If you can read this, vigil can reach this channel.",
         kind="test",
     )
-    with open_records(loaded) as records:
-        deliveries = dispatch(alert, loaded, record=records.record_delivery, channels=names)
+    with open_store(loaded.store.url) as store:
+        deliveries = send_alert(loaded, store, alert, channels=names)
     if json_output:
         print_json([d.__dict__ for d in deliveries])
     else:
@@ -146,3 +110,12 @@ def main() -> None:
 
     install_log_redaction()
     app()
+
+
+def _register_duties() -> None:
+    from vigil.commands import register_all
+
+    register_all(app)
+
+
+_register_duties()

@@ -1,0 +1,86 @@
+"""What every `vigil` command shares: config loading, exit codes, JSON output, running a flow.
+
+Exit codes are a contract scripts rely on: 0 the duty ran and all is well; 1 the duty ran
+and found a problem (or could not do its work); 2 bad usage or bad config.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from vigil.config import Config, ConfigError, load_config
+from vigil.redact import redact
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("-c", "--config", help="Config file (default: $VIGIL_CONFIG, else ./vigil.yaml)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
+
+
+class GlobalOptions:
+    """Options given before the command (`vigil -c x.yaml sweep`)."""
+
+    config_path: Path | None = None
+
+
+options = GlobalOptions()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(redact(message), markup=False)
+    raise typer.Exit(code)
+
+
+def config_path(path: Path | None) -> Path | None:
+    return path or options.config_path
+
+
+def config_for(path: Path | None) -> Config:
+    """Load the config named on the command line; bad config is exit code 2."""
+    try:
+        return load_config(config_path(path))
+    except ConfigError as exc:
+        where = f" in {exc.path}" if exc.path else ""
+        err.print(f"{len(exc.errors)} problem(s){where}:", markup=False)
+        for line in exc.errors:
+            err.print(f"  {line}", markup=False)
+        raise typer.Exit(2) from None
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(redact(json.dumps(document, indent=2, default=str)) + "\n")
+
+
+def run_flow(flow: Callable[..., Any], **parameters: Any) -> tuple[bool, Any, str]:
+    """Run a duty's flow against the Prefect API (so the run shows in the UI).
+
+    Returns (ok, summary, message): ok is False when the run ended in any non-Completed
+    state, summary is what the flow returned (or None if it crashed), message is the
+    final state's message.
+    """
+    from vigil.runtime import ensure_prefect_api
+
+    try:
+        ensure_prefect_api()
+    except RuntimeError as exc:
+        fail(f"cannot reach Prefect: {exc}", 1)
+    state = flow(**parameters, return_state=True)
+    try:
+        summary = state.result(raise_on_failure=False)
+    except Exception as exc:  # the run crashed before returning a summary
+        summary = None
+        return False, summary, redact(state.message or str(exc))
+    if isinstance(summary, BaseException):
+        return False, None, redact(state.message or str(summary))
+    return bool(state.is_completed()), summary, redact(state.message or "")
