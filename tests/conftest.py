@@ -19,4 +19,5 @@ pytest_plugins = [
     "tests.fixtures.receivers",
     "tests.fixtures.s3",
     "tests.fixtures.prefect",
+    "tests.fixtures.targets",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from vigil.config import Config
 from vigil.notify import Alert, Delivery, dispatch
@@ -29,7 +30,7 @@ def send_alert(
     return dispatch(alert, config, record=recorder(store) if store else None, channels=channels)
 
 
-def recorder(store: Store):  # type: ignore[no-untyped-def]
+def recorder(store: Store) -> Callable[[Alert, Delivery], None]:
     """A `record` callback for `dispatch` that writes each delivery to the notifications table."""
 
     def record(alert: Alert, delivery: Delivery) -> None:

@@ -46,6 +46,14 @@ def config_path(path: Path | None) -> Path | None:
     return path or options.config_path
 
 
+def config_param(path: Path | None) -> str | None:
+    """The config path as a flow parameter: absolute, so a served run finds the same file."""
+    chosen = config_path(path)
+    from vigil.config import resolve_path
+
+    return str(resolve_path(chosen).resolve())
+
+
 def config_for(path: Path | None) -> Config:
     """Load the config named on the command line; bad config is exit code 2."""
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -63,4 +64,36 @@ def start_demo(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> ThreadingHT
     server = ThreadingHTTPServer((host, port), DemoHandler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="vigil-demo", daemon=True).start()
+    return server
+
+
+INBOX_PORT = 8766
+
+
+def start_inbox(
+    show: Callable[[str], None], host: str = "127.0.0.1", port: int = INBOX_PORT
+) -> ThreadingHTTPServer:
+    """A local webhook receiver that prints each alert, so the example config's alerts are
+    seen in the terminal before any real channel is set up."""
+
+    class InboxHandler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                alert = json.loads(self.rfile.read(length) or b"{}")
+                line = (
+                    f"ALERT [{alert.get('severity')}] {alert.get('title')}: {alert.get('summary')}"
+                )
+            except ValueError:
+                line = "ALERT (unreadable body)"
+            show(line)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: only the alerts themselves are printed."""
+
+    server = ThreadingHTTPServer((host, port), InboxHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="vigil-inbox", daemon=True).start()
     return server

@@ -141,10 +141,11 @@ class Store:
         with self.session() as session:
             return {s.monitor: s for s in session.scalars(select(MonitorState))}
 
-    def save_monitor_states(
-        self, states: Mapping[str, MonitorState] | Iterable[MonitorState]
-    ) -> None:
-        """Insert or overwrite each state by monitor (one executemany, no read-back to merge)."""
+    def save_monitor_states(self, states: Mapping[str, Any] | Iterable[Any]) -> None:
+        """Insert or overwrite each state by monitor (one executemany, no read-back to merge).
+
+        Any object with the monitor_states columns as attributes will do: the sweep passes
+        `vigil.monitoring.MonitorState` dataclasses."""
         items = states.values() if isinstance(states, Mapping) else states
         names = list(MonitorState.__table__.columns.keys())
         rows = [{name: getattr(state, name) for name in names} for state in items]

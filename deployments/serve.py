@@ -1,0 +1,53 @@
+"""How vigil's duties are scheduled and served: one Prefect deployment per duty, built from
+the config, served by one process (`vigil serve`, `vigil up`).
+
+Schedules come from the config every time the process starts, so editing the config and
+restarting updates them; `pause_on_shutdown=False` keeps them on after a restart (Prefect
+pauses served schedules on shutdown by default, PrefectHQ/prefect#16363). Each deployment
+allows one active run; a run that would start while the previous one is still going is
+cancelled (CANCEL_NEW), because a newer sweep or backup supersedes a queued one.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from vigil.config import Config
+
+TAGS = {"uptime-sweep": ["vigil", "uptime"]}
+
+
+def one_at_a_time() -> Any:
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    return ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+
+
+def build_deployments(config: Config, config_path: str) -> list[Any]:
+    """The deployments this config asks for, ready for `prefect.serve`."""
+    from flows.sweep import uptime_sweep
+
+    deployments = []
+    if config.monitors:
+        deployments.append(
+            uptime_sweep.to_deployment(
+                name="uptime-sweep",
+                interval=max(config.sweep.every, timedelta(seconds=10)),
+                parameters={"config_path": config_path},
+                tags=TAGS["uptime-sweep"],
+                concurrency_limit=one_at_a_time(),
+                description="Check every monitor once; alert on state changes.",
+            )
+        )
+    return deployments
+
+
+def serve(config: Config, config_path: str) -> None:
+    """Register the deployments and run their scheduled runs in this process until Ctrl-C."""
+    from prefect import serve as prefect_serve
+
+    deployments = build_deployments(config, config_path)
+    if not deployments:
+        raise ValueError("nothing to serve: the config declares no monitors or databases")
+    prefect_serve(*deployments, pause_on_shutdown=False, print_starting_message=True, limit=4)

@@ -1,0 +1,27 @@
+"""Small helpers the duty tests share: a config file in tmp_path and a real flow run."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+
+def write_config(tmp_path: Path, body: str, *, hook: str | None = None) -> Path:
+    """A config file with a SQLite store in tmp_path and, given `hook`, every severity
+    routed to a webhook channel at that URL."""
+    text = f"store:\n  url: sqlite:///{tmp_path / 'vigil.db'}\n"
+    if hook:
+        text += (
+            f"channels:\n  hook: {{type: webhook, url: '{hook}'}}\n"
+            "routes: {critical: [hook], high: [hook], medium: [hook], low: [hook]}\n"
+        )
+    path = tmp_path / "vigil.yaml"
+    path.write_text(text + textwrap.dedent(body))
+    return path
+
+
+def run(flow: Any, **parameters: Any) -> tuple[Any, Any]:
+    """Run a flow for real; return (final state, summary)."""
+    state = flow(**parameters, return_state=True)
+    return state, state.result(raise_on_failure=False)
