@@ -63,6 +63,7 @@ class SlackChannel(Model):
     webhook_url: str | None = None
     token: str | None = None
     channel: str | None = None
+    api_url: str | None = None
     timeout: Duration = timedelta(seconds=10)
 
     @model_validator(mode="after")
@@ -83,6 +84,7 @@ class EmailChannel(Model):
     password: str | None = None
     from_addr: str = Field(alias="from")
     to: list[str] = Field(min_length=1)
+    verify_tls: bool = True
     timeout: Duration = timedelta(seconds=15)
 
     @property
@@ -544,7 +546,25 @@ def _declared_secrets(config: Config) -> list[str]:
     urls: list[str | None] = [config.store.url, *(d.url for d in config.databases)]
     urls += [m.url for m in config.monitors if m.type == "postgres"]
     found += [urlsplit(u).password for u in urls if u]
+    found += [
+        token
+        for url in (c.url for c in config.channels.values() if isinstance(c, WebhookChannel))
+        for token in _url_tokens(url)
+    ]
+    found += [
+        token
+        for c in config.channels.values()
+        if isinstance(c, SlackChannel) and c.webhook_url
+        for token in _url_tokens(c.webhook_url)
+    ]
     return [v for v in found if v]
+
+
+def _url_tokens(url: str) -> list[str]:
+    """Long path segments and query values of a webhook URL: servers echo them alone."""
+    parts = urlsplit(url)
+    pieces = parts.path.split("/") + [p.partition("=")[2] for p in parts.query.split("&")]
+    return [p for p in pieces if len(p) >= 16]
 
 
 def _format_error(error: Any) -> str:

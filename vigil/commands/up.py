@@ -110,7 +110,6 @@ def _config_or_example(config: Path | None) -> Path:
 
 def _first_sweep(path: Path) -> None:
     from flows.sweep import uptime_sweep
-
     from vigil.cliutil import run_flow
 
     _, _, message = run_flow(uptime_sweep, config_path=str(path))
