@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import json
 import operator
 import re
@@ -199,8 +200,12 @@ def _load_json(body: bytes | None) -> Any:
 # Parsing -----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16384)
 def parse_condition(text: str) -> Condition:
-    """Parse once at config load so typos fail loudly there instead of failing checks."""
+    """Parse once at config load so typos fail loudly there instead of failing checks.
+
+    Cached by text: thousands of monitors share a handful of conditions, and a Condition
+    is immutable."""
     if not isinstance(text, str):
         raise ConditionError(f"a condition must be text, not {type(text).__name__}")
     stripped = text.strip()

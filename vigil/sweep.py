@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from vigil.conditions import Condition, ConditionResult, Observation, evaluate_all, parse_condition
@@ -38,15 +37,10 @@ STATE_ORDER = {DOWN: 0, DEGRADED: 1, UNKNOWN: 2, UP: 3}
 ARTIFACT_ROWS = 1000
 
 
-@lru_cache(maxsize=8192)
-def _parsed(text: str) -> Condition:
-    return parse_condition(text)
-
-
 def conditions_for(monitor: Monitor) -> list[Condition]:
     """The monitor's conditions, or its type's defaults (HTTP 2xx/3xx, connected)."""
     texts = monitor.conditions or DEFAULT_CONDITIONS[monitor.type]
-    return [_parsed(t) for t in texts]
+    return [parse_condition(t) for t in texts]
 
 
 @dataclass
