@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from functools import cached_property
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
