@@ -57,8 +57,25 @@ def ensure_prefect_api(start: bool = True, wait: float = 90.0) -> str:
         if not start:
             raise RuntimeError(f"no Prefect server answers at {LOCAL_API}")
         start_local_server(wait)
-    os.environ["PREFECT_API_URL"] = LOCAL_API
+    use_api(LOCAL_API)
     return LOCAL_API
+
+
+_api_context: list[Any] = []
+
+
+def use_api(url: str) -> None:
+    """Point this process's Prefect settings at `url` from now on.
+
+    Prefect reads its settings once at import, so changing the environment afterwards does
+    nothing; entering a settings context (kept open for the life of the process) does.
+    Child processes get the environment variable."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    os.environ["PREFECT_API_URL"] = url
+    context = temporary_settings(updates={PREFECT_API_URL: url})
+    context.__enter__()
+    _api_context.append(context)
 
 
 def start_local_server(wait: float = 90.0) -> None:
