@@ -22,9 +22,10 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
+from aiohttp import ClientConnectorCertificateError
 from httpx_aiohttp import AiohttpTransport
 
-from vigil.conditions import Observation, placeholders_of
+from vigil.conditions import Observation, conditions_for, placeholders_of
 from vigil.config import Monitor
 from vigil.durations import format_duration
 from vigil.redact import redact
@@ -212,8 +213,6 @@ async def _resolve(host: str) -> str | None:
 
 def _needs(monitor: Monitor) -> frozenset[str]:
     """Which placeholders this monitor's conditions read (so nothing else is fetched)."""
-    from vigil.sweep import conditions_for
-
     found: set[str] = set()
     for condition in conditions_for(monitor):
         found |= placeholders_of(condition)
@@ -231,10 +230,13 @@ def _reason(exc: BaseException, monitor: Monitor) -> str:
     host = urlsplit(monitor.url or "").hostname or "?"
     cause: BaseException | None = exc
     while cause is not None:
+        if isinstance(cause, ClientConnectorCertificateError):
+            cause = cause.certificate_error
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"TLS error: certificate verify failed ({cause.verify_message})"
+            detail = getattr(cause, "verify_message", None) or cause
+            return f"TLS error: certificate verify failed ({detail})"
         if isinstance(cause, ssl.SSLError):
-            return f"TLS error: {cause.reason or cause}"
+            return f"TLS error: {getattr(cause, 'reason', None) or cause}"
         if isinstance(cause, socket.gaierror):
             return f"DNS lookup failed for {host}"
         if isinstance(cause, ConnectionRefusedError):

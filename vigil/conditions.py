@@ -630,3 +630,16 @@ def _short(text: str) -> str:
     if len(text) > _SHOWN:
         text = text[: _SHOWN - 3] + "..."
     return text.translate(_ESCAPES)
+
+
+DEFAULT_CONDITIONS = {
+    "http": ("[STATUS] >= 200", "[STATUS] < 400"),
+    "tcp": ("[CONNECTED] == true",),
+    "postgres": ("[CONNECTED] == true",),
+}
+
+
+def conditions_for(monitor: Any) -> list[Condition]:
+    """A monitor's conditions, or its type's defaults (HTTP 2xx/3xx; connected)."""
+    texts = monitor.conditions or DEFAULT_CONDITIONS[monitor.type]
+    return [parse_condition(t) for t in texts]

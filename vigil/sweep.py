@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from vigil.conditions import Condition, ConditionResult, Observation, evaluate_all, parse_condition
+from vigil.conditions import ConditionResult, Observation, conditions_for, evaluate_all
 from vigil.config import Config, Monitor
 from vigil.durations import format_duration
 from vigil.maintenance import in_maintenance
@@ -28,19 +28,8 @@ from vigil.monitoring import (
     verdict,
 )
 
-DEFAULT_CONDITIONS = {
-    "http": ("[STATUS] >= 200", "[STATUS] < 400"),
-    "tcp": ("[CONNECTED] == true",),
-    "postgres": ("[CONNECTED] == true",),
-}
 STATE_ORDER = {DOWN: 0, DEGRADED: 1, UNKNOWN: 2, UP: 3}
 ARTIFACT_ROWS = 1000
-
-
-def conditions_for(monitor: Monitor) -> list[Condition]:
-    """The monitor's conditions, or its type's defaults (HTTP 2xx/3xx, connected)."""
-    texts = monitor.conditions or DEFAULT_CONDITIONS[monitor.type]
-    return [parse_condition(t) for t in texts]
 
 
 @dataclass
