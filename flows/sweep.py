@@ -15,15 +15,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
-from prefect.utilities.annotations import quote
-from tasks.http import probe_batch
 
+from tasks.http import probe_batch
 from vigil import sweep as logic
 from vigil.alerts import send_alert
 from vigil.conditions import Observation
 from vigil.config import Config, Monitor, load_config
 from vigil.monitoring import DEGRADED, DOWN, MonitorState, mark_alerted, plan_alerts
-from vigil.runtime import flow_run_id, flow_run_link, outcome
+from vigil.runtime import as_is, flow_run_id, flow_run_link, outcome
 from vigil.store import Incident, Store, open_store
 
 MARGIN = timedelta(seconds=1)
@@ -114,7 +113,7 @@ def uptime_sweep(config_path: str | None = None, shard: int = 0, shards: int = 1
         store.close()
     decision = logic.decide(config, checks, before, at)
     run_id = flow_run_id()
-    record_results(config.store.url, quote(decision), run_id)
+    record_results(config.store.url, as_is(decision), run_id)
 
     fallbacks = _fallbacks(config, decision, deadline)
     by_name = {m.name: m for m in config.monitors}
@@ -126,13 +125,13 @@ def uptime_sweep(config_path: str | None = None, shard: int = 0, shards: int = 1
         digest_after=config.sweep.digest_after,
         flow_run_url=flow_run_link(),
     )
-    sent = send_alerts(quote(config), config.store.url, quote(alerts)) if alerts else 0
+    sent = send_alerts(as_is(config), config.store.url, as_is(alerts)) if alerts else 0
     states = (
         mark_alerted(decision.after, decision.transitions, by_name, at)
         if alerts
         else decision.after
     )
-    save_states(config.store.url, quote(decision), quote(states))
+    save_states(config.store.url, as_is(decision), as_is(states))
 
     _publish(decision)
     if config.sweep.heartbeat_url:
@@ -155,7 +154,7 @@ def _probe(monitors: list[Monitor], config: Config) -> list[Observation]:
         groups.setdefault(monitor.type, []).append(i)
     futures = {
         kind: probe_monitors.with_options(name=f"probe {kind} monitors").submit(
-            quote([monitors[i] for i in idx]), config.sweep.concurrency, config.sweep.per_host
+            as_is([monitors[i] for i in idx]), config.sweep.concurrency, config.sweep.per_host
         )
         for kind, idx in groups.items()
     }
@@ -180,7 +179,7 @@ def _confirm(checks: list[logic.Check], config: Config, deadline: float) -> list
     ]
     if not retry:
         return checks
-    again = confirm_failures(quote(retry), config.sweep.concurrency, config.sweep.per_host)
+    again = confirm_failures(as_is(retry), config.sweep.concurrency, config.sweep.per_host)
     originals = {m.name: m for m in (c.monitor for c in checks)}
     retried = logic.evaluate([originals[m.name] for m in retry], again)
     return logic.merge_retries(checks, retried)
@@ -192,7 +191,7 @@ def _fallbacks(config: Config, decision: logic.Decision, deadline: float) -> dic
         return {}
     left = max(timedelta(seconds=deadline - time.monotonic()), timedelta(seconds=2))
     targets = [m.model_copy(update={"timeout": min(m.timeout, left)}) for m in targets]
-    observations = check_fallbacks(quote(targets), config.sweep.concurrency)
+    observations = check_fallbacks(as_is(targets), config.sweep.concurrency)
     return logic.fallback_status(logic.evaluate(targets, observations))
 
 

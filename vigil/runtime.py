@@ -18,9 +18,11 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
+
+T = TypeVar("T")
 
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORT = 4200
@@ -141,3 +143,14 @@ def outcome(
     if degraded:
         return Completed(name="Degraded", message=message, data=summary)
     return Completed(message=message, data=summary)
+
+
+def as_is(value: T) -> T:
+    """Hand a large input to a task without Prefect walking it for futures.
+
+    Prefect visits every element of every task argument (to resolve futures and record
+    inputs); for a 10,000-monitor sweep that cost seconds. Prefect unwraps `quote` before
+    calling the task, so the task sees the value itself."""
+    from prefect.utilities.annotations import quote
+
+    return cast(T, quote(value))
