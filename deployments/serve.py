@@ -15,7 +15,11 @@ from typing import Any
 
 from vigil.config import Config
 
-TAGS = {"uptime-sweep": ["vigil", "uptime"]}
+TAGS = {
+    "uptime-sweep": ["vigil", "uptime"],
+    "weekly-report": ["vigil", "report"],
+    "deploy-verify": ["vigil", "deploy"],
+}
 
 
 def one_at_a_time() -> Any:
@@ -24,8 +28,19 @@ def one_at_a_time() -> Any:
     return ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
 
 
+def cron(expression: str, timezone: str) -> Any:
+    """A cron schedule in the config's timezone. Day-of-month and day-of-week are AND-ed
+    (`day_or=False`), so `0 3 1-7 * 0` means the first Sunday of the month, not cron's
+    "days 1-7 or any Sunday"."""
+    from prefect.schedules import Cron
+
+    return Cron(expression, timezone=timezone, day_or=False)
+
+
 def build_deployments(config: Config, config_path: str) -> list[Any]:
     """The deployments this config asks for, ready for `prefect.serve`."""
+    from flows.deploy import deploy_verify
+    from flows.report import weekly_report
     from flows.sweep import uptime_sweep
 
     deployments = []
@@ -40,6 +55,26 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
                 description="Check every monitor once; alert on state changes.",
             )
         )
+    if config.deploys:
+        deployments.append(
+            deploy_verify.to_deployment(
+                name="deploy-verify",
+                parameters={"config_path": config_path, "dry_run": False},
+                tags=TAGS["deploy-verify"],
+                description="Watch a new release; roll back and re-verify if it fails. "
+                "Start it from the UI form, `prefect deployment run` or a CI step.",
+            )
+        )
+    deployments.append(
+        weekly_report.to_deployment(
+            name="weekly-report",
+            schedule=cron(config.report.schedule, config.timezone),
+            parameters={"config_path": config_path},
+            tags=TAGS["weekly-report"],
+            concurrency_limit=one_at_a_time(),
+            description="Uptime, SLOs, backups, restore tests, drills and deploys of the week.",
+        )
+    )
     return deployments
 
 

@@ -86,6 +86,15 @@ def save_states(store_url: str, decision: logic.Decision, states: dict[str, Moni
         store.close()
 
 
+@task(name="update status page", cache_policy=NO_CACHE)
+def update_status_page(config: Config, at: datetime) -> list[str]:
+    """Rebuild (and upload) the public status page when the config asks for one."""
+    from vigil.statuspage import publish
+
+    with open_store(config.store.url) as store:
+        return publish(config, store, at)
+
+
 @task(name="ping heartbeat", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def ping_heartbeat(url: str) -> None:
     """Tell the outside dead-man's switch that vigil is alive and sweeping."""
@@ -134,6 +143,8 @@ def uptime_sweep(config_path: str | None = None, shard: int = 0, shards: int = 1
     save_states(config.store.url, as_is(decision), as_is(states))
 
     _publish(decision)
+    if config.status_page.out or config.status_page.upload:
+        update_status_page(as_is(config), at)
     if config.sweep.heartbeat_url:
         _heartbeat(config.sweep.heartbeat_url)
     problem, degraded = logic.problem_of(decision)

@@ -395,11 +395,43 @@ class DeployTarget(Model):
         return self
 
 
+# --- reports and the status page ------------------------------------------------------------
+
+
+class StatusPageConfig(Model):
+    title: str = "Service status"
+    show_errors: bool = False
+    incident_days: int = Field(default=14, ge=1)
+    maintenance_horizon: Duration = timedelta(days=14)
+    out: str | None = None
+    upload: str | None = None
+
+    @field_validator("upload")
+    @classmethod
+    def _s3(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url(value, ("s3",), "upload")
+        return value
+
+
+class ReportConfig(Model):
+    schedule: str = "0 8 * * 1"
+    days: int = Field(default=7, ge=1)
+    severity: Severity = "low"
+    channels: list[str] = []
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return _check_cron(value)
+
+
 # --- the whole file ----------------------------------------------------------------------------
 
 
 class Config(Model):
     timezone: str = "UTC"
+    slo: float | None = Field(default=None, gt=0, le=100)
     store: StoreConfig = StoreConfig()
     channels: dict[str, Channel] = {}
     routes: dict[Severity, list[str]] = {}
@@ -411,6 +443,13 @@ class Config(Model):
     restore_test: RestoreTestConfig = RestoreTestConfig()
     drill: DrillConfig = DrillConfig()
     deploys: dict[str, DeployTarget] = {}
+    status_page: StatusPageConfig = StatusPageConfig()
+    report: ReportConfig = ReportConfig()
+
+    @field_validator("slo", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        return _parse_percent(value)
 
     @field_validator("timezone")
     @classmethod
@@ -456,6 +495,9 @@ def cross_check(config: Config) -> list[str]:
     for j, fallback in enumerate(config.drill.fallbacks):
         if fallback not in known and not fallback.startswith(("http://", "https://")):
             errors.append(f"drill.fallbacks[{j}]: {fallback!r} is neither a monitor nor a URL")
+    for j, name in enumerate(config.report.channels):
+        if name not in config.channels:
+            errors.append(f"report.channels[{j}]: no channel named {name!r}")
     for j, check in enumerate(config.restore_test.checks):
         if check.database and config.database(check.database) is None:
             errors.append(

@@ -1,0 +1,144 @@
+"""`vigil report`, `vigil status`, `vigil status-page`, `vigil metrics`: what the records
+say, for people (report, status), the public (status page) and machines (metrics).
+
+None of them runs a flow or talks to the Prefect server: they only read the store, so they
+answer fast and work while the server is down. Each command imports what it needs when it
+runs, so `vigil status` never loads pandas, matplotlib or Prefect.
+
+Exit codes: `report` 1 when an SLO was missed; `status` 1 when anything needs attention;
+`status-page` 2 when no monitor is public, 1 when the upload failed; `metrics` 1 when the
+push failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vigil.cliutil import ConfigOption, JsonOption, config_for, fail, out, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_command)
+    app.command("status")(status_command)
+    app.command("status-page")(status_page_command)
+    app.command("metrics")(metrics_command)
+
+
+def report_command(
+    days: Annotated[int, typer.Option("--days", min=1, help="Days back from now.")] = 30,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write the report as one HTML file.")
+    ] = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Uptime, SLOs, backups, restore tests, drills and deploys; exit 1 if an SLO was missed."""
+    from vigil.report import build_report
+    from vigil.report_render import to_html, to_text
+    from vigil.store import open_store
+
+    loaded = config_for(config)
+    with open_store(loaded.store.url) as store:
+        report = build_report(loaded, store, datetime.now(UTC), days)
+    if html is not None:
+        _write_text(html, to_html(report))
+    if json_output:
+        print_json(report.as_dict())
+    else:
+        for line in to_text(report):
+            out.print(line, markup=False)
+        if html is not None:
+            out.print(f"\nwrote {html}", markup=False)
+    if report.slo_missed:
+        raise typer.Exit(1)
+
+
+def status_command(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """Every monitor, backup, restore test, drill and deploy; exit 1 if anything needs you."""
+    from vigil.status import gather, render, ui_base_url
+    from vigil.store import open_store
+
+    loaded = config_for(config)
+    with open_store(loaded.store.url) as store:
+        screen = gather(loaded, store, datetime.now(UTC), ui_base_url())
+    if json_output:
+        print_json(screen.as_dict())
+    else:
+        for line in render(screen):
+            out.print(line, markup=False)
+    if screen.needs_attention:
+        raise typer.Exit(1)
+
+
+def status_page_command(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the site into.")],
+    upload: Annotated[
+        str | None,
+        typer.Option("--upload", help="Also copy it to s3://bucket/prefix (overrides config)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the public status page (index.html, status.json) for the public monitors."""
+    from vigil import statuspage
+    from vigil.store import open_store
+
+    loaded = config_for(config)
+    if not any(m.public for m in loaded.monitors):
+        fail("no monitor is public: mark the ones to show with `public: true`", 2)
+    with open_store(loaded.store.url) as store:
+        page = statuspage.build(loaded, store, datetime.now(UTC))
+    for path in statuspage.write(page, out_dir):
+        out.print(f"wrote {path}", markup=False)
+    target = upload or statuspage.Settings.of(loaded).upload
+    if target:
+        try:
+            keys = statuspage.upload(out_dir, target, loaded)
+        except Exception as exc:  # boto3 raises many kinds; each is "could not upload"
+            fail(f"status page upload to {target} failed: {exc}", 1)
+        out.print(f"uploaded {', '.join(keys)} to {target}", markup=False)
+    out.print(f"status: {page.overall_text}", markup=False)
+
+
+def metrics_command(
+    textfile: Annotated[
+        Path | None,
+        typer.Option("--textfile", help="Write here for node_exporter (name it *.prom)."),
+    ] = None,
+    push: Annotated[
+        str | None, typer.Option("--push", help="Push to this Pushgateway URL.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Prometheus gauges for node_exporter or a Pushgateway (printed without either)."""
+    from vigil import metrics
+    from vigil.status import gather
+    from vigil.store import open_store
+
+    loaded = config_for(config)
+    with open_store(loaded.store.url) as store:
+        registry = metrics.registry_for(gather(loaded, store, datetime.now(UTC)))
+    if textfile is None and push is None:
+        sys.stdout.write(metrics.text(registry))
+        return
+    if textfile is not None:
+        metrics.write_textfile(registry, textfile)
+        out.print(f"wrote {textfile}", markup=False)
+    if push is not None:
+        try:
+            metrics.push(registry, push)
+        except OSError as exc:  # URLError and HTTPError are OSErrors
+            fail(f"push to {push} failed: {exc}", 1)
+        out.print(f"pushed to {push}", markup=False)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write beside, then rename: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
