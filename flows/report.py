@@ -19,7 +19,7 @@ from vigil.alerts import send_alert
 from vigil.config import Config, Severity, load_config
 from vigil.notify import Alert, Delivery
 from vigil.report import Report, build_report
-from vigil.report_render import budget_text, headline, minutes, pct, to_markdown
+from vigil.report_render import budget_text, headline, minutes, pct, to_html, to_markdown
 from vigil.runtime import outcome
 from vigil.store import open_store
 
@@ -84,6 +84,7 @@ def report_alert(report: Report, settings: ReportSettings) -> Alert:
         details=_details(report)[:MAX_DETAILS],
         kind="info",
         fields={"Period": f"{period.start:%Y-%m-%d %H:%M} – {period.end:%Y-%m-%d %H:%M} UTC"},
+        html=to_html(report),
     )
 
 

@@ -59,3 +59,21 @@ def _latest_artifact(key: str) -> Artifact:
         )
     assert found, f"no artifact with key {key!r}"
     return found[0]
+
+
+def test_weekly_report_email_carries_the_html_report(tmp_path: Path, smtp_server) -> None:
+    scenario = recent(history_days=8)
+    mail = (
+        "channels:\n  mail: {type: email, host: 127.0.0.1, "
+        f"port: {smtp_server.port}, security: none, from: vigil@example.com, "
+        "to: [ops@example.com]}\n"
+        "routes: {low: [mail]}\n"
+    )
+    with seeded_store(scenario, "sqlite", tmp_path, None) as seeded:
+        config = scenario.write_config(tmp_path, seeded.url, extra=mail)
+        run(weekly_report, config_path=str(config))
+
+    [received] = smtp_server.wait_for(1)
+    html = received.part("text/html")
+    assert "<table" in html and "api" in html
+    assert received.message["Subject"].startswith("[vigil]")

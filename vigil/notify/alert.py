@@ -36,6 +36,7 @@ class Alert:
     flow_run_url: str | None = None
     kind: Kind = "problem"
     fields: dict[str, str] = field(default_factory=dict)
+    html: str | None = None  # a full HTML document for email (e.g. the weekly report)
 
     def __post_init__(self) -> None:
         # A typo here would otherwise surface later as a KeyError inside a channel thread.
@@ -116,4 +117,5 @@ class Alert:
             details=[redact(line) for line in self.details],
             flow_run_url=redact(self.flow_run_url) if self.flow_run_url else None,
             fields={redact(k): redact(v) for k, v in self.fields.items()},
+            html=redact(self.html) if self.html else None,
         )

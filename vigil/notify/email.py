@@ -96,7 +96,7 @@ def build_message(channel: EmailChannel, alert: Alert) -> EmailMessage:
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain=_domain(channel.from_addr))
     message.set_content(alert.plain_text())
-    message.add_alternative(_html(alert), subtype="html")
+    message.add_alternative(alert.html or _html(alert), subtype="html")
     return message
 
 
