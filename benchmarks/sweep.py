@@ -1,142 +1,258 @@
-"""Uptime sweep benchmark: vigil's sweep flow against a bare aiohttp loop over the same URLs.
+"""Uptime sweep benchmark: vigil's sweep against a bare aiohttp loop over the same URLs.
 
-    .venv/bin/python -m benchmarks.sweep              # 1,000 and 10,000 monitors
-    .venv/bin/python -m benchmarks.sweep --n 10000 --whole-process
+    .venv/bin/python -m benchmarks.sweep                        # 1,000 and 10,000 monitors
+    .venv/bin/python -m benchmarks.sweep --n 10000 --repeat 5
+    .venv/bin/python -m benchmarks.sweep --n 10000 --whole-process   # `vigil sweep -c {config}`
+    .venv/bin/python -m benchmarks.sweep --whole-process "vigil sweep -c {config} --json"
 
-Each variant runs in a subprocess of its own, so its wall time and peak RSS are its own.
-In-process variants are timed after imports (and, for vigil, after the Prefect API is up):
-  aiohttp   a bare aiohttp loop: one ClientSession, semaphore of 100, body read
-  vigil     the `uptime-sweep` flow run for real: probes, condition evaluation, states,
-            records (SQLite), artifact
-With --whole-process, whole commands are timed from exec to exit:
-  vigil sweep   `vigil sweep -c generated.yaml` against a running local Prefect server
-  httpx loop    a bare httpx AsyncClient loop in `python -c`
+Every monitor has its own URL path and the conditions `[STATUS] == 200` and
+`[BODY].status == ok`; the target (benchmarks/targets.py) runs in a process of its own.
+Each variant runs in a fresh subprocess, so its wall time, CPU time and peak RSS are its
+own; timing starts after imports and after the monitors are built. Runs are interleaved
+and repeated, and medians reported, because the machine may be busy with other work.
+
+  aiohttp        the reference: one ClientSession (connector limit 100), a semaphore of
+                 100, every body read
+  httpx-aiohttp  an httpx AsyncClient over httpx-aiohttp's transport, the same loop
+  httpx          a bare httpx AsyncClient (its own transport), the same loop
+  vigil          `run_vigil`: probe_all and condition evaluation
+  flow           the whole `uptime-sweep` flow run for real (the issue's comparison):
+                 probes, conditions, states, records (SQLite), alerts, artifact
+
+With --whole-process, whole commands are timed from exec to exit: the given command (its
+`{config}`, `{base}` and `{n}` are filled in; the config is generated), and the bare httpx
+and aiohttp loops as processes of their own. Peak RSS is the command's own process, not
+its children. `vigil sweep` uses the Prefect API it finds, or starts a local server on
+127.0.0.1:4200 and leaves it running: time a second run for the steady state.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
+import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.targets import running_target
+from benchmarks.targets import ROOT, running_target
 
 CONCURRENCY = 100
+CONDITIONS = ["[STATUS] == 200", "[BODY].status == ok"]
+VARIANTS = ("aiohttp", "httpx-aiohttp", "httpx", "vigil", "flow")
+DEFAULT_VARIANTS = "aiohttp,vigil,flow"
+DEFAULT_COMMAND = "vigil sweep -c {config}"
+
+_cpu: list[float] = []
 
 
-def write_config(directory: Path, base: str, n: int) -> Path:
-    lines = [
-        f"store: {{url: 'sqlite:///{directory / 'bench.db'}'}}",
-        "sweep: {concurrency: 100}",
-        "monitors:",
-    ]
-    for i in range(n):
-        lines.append(
-            f"  - {{name: m{i}, url: '{base}/ok/{i}', "
-            "conditions: ['[STATUS] == 200', '[BODY].status == ok']}"
-        )
-    path = directory / "vigil.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def timed(work: Callable[[], object]) -> float:
+    """Wall seconds of `work`; its CPU seconds are kept for the child's report."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    _cpu.append(time.process_time() - cpu)
+    return time.perf_counter() - wall
 
 
-def run_aiohttp(base: str, n: int) -> float:
-    import asyncio
-
+def run_aiohttp(n: int, url_base: str) -> float:
     import aiohttp
 
-    async def main() -> None:
+    async def sweep() -> None:
         limit = asyncio.Semaphore(CONCURRENCY)
         connector = aiohttp.TCPConnector(limit=CONCURRENCY)
         async with aiohttp.ClientSession(connector=connector) as session:
 
-            async def one(i: int) -> None:
-                async with limit, session.get(f"{base}/ok/{i}") as response:
+            async def one(i: int) -> int:
+                async with limit, session.get(f"{url_base}/ok/{i}") as response:
                     await response.read()
+                    return response.status
 
-            await asyncio.gather(*(one(i) for i in range(n)))
+            _require_ok(await asyncio.gather(*(one(i) for i in range(n))))
 
-    started = time.perf_counter()
-    asyncio.run(main())
-    return time.perf_counter() - started
+    return timed(lambda: asyncio.run(sweep()))
 
 
-def run_vigil(config: Path) -> float:
-    """The whole sweep flow, for real, against a throw-away Prefect test API."""
+def run_httpx(n: int, url_base: str, *, over_aiohttp: bool = False) -> float:
+    import httpx
+
+    async def sweep() -> None:
+        limit = asyncio.Semaphore(CONCURRENCY)
+        limits = httpx.Limits(max_connections=CONCURRENCY)
+        transport: httpx.AsyncBaseTransport | None = None
+        if over_aiohttp:
+            from httpx_aiohttp import AiohttpTransport
+
+            transport = AiohttpTransport(limits=limits)
+        async with httpx.AsyncClient(limits=limits, transport=transport) as client:
+
+            async def one(i: int) -> int:
+                async with limit:
+                    response = await client.get(f"{url_base}/ok/{i}")
+                    return response.status_code
+
+            _require_ok(await asyncio.gather(*(one(i) for i in range(n))))
+
+    return timed(lambda: asyncio.run(sweep()))
+
+
+def run_vigil(n: int, url_base: str) -> float:
+    """vigil's side of the comparison: for now probe_all plus condition evaluation (the
+    hook to point at the whole uptime-sweep flow)."""
+    from tasks.http import probe_all
+    from vigil.conditions import conditions_for, evaluate_all
+    from vigil.config import Monitor
+
+    monitors = [
+        Monitor(name=f"m{i}", url=f"{url_base}/ok/{i}", conditions=CONDITIONS) for i in range(n)
+    ]
+
+    def sweep() -> None:
+        observations = asyncio.run(probe_all(monitors, concurrency=CONCURRENCY))
+        failed = [
+            m.name
+            for m, obs in zip(monitors, observations, strict=True)
+            if not all(r.ok for r in evaluate_all(conditions_for(m), obs))
+        ]
+        if failed:
+            raise SystemExit(f"{len(failed)} of {n} monitors failed, e.g. {failed[0]}")
+
+    return timed(sweep)
+
+
+def run_flow(n: int, url_base: str) -> float:
+    """The whole `uptime-sweep` flow run for real (probes, conditions, states, records in
+    SQLite, alerts, artifact), against Prefect's test API started before timing."""
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.sweep import uptime_sweep
 
-    with prefect_test_harness(server_startup_timeout=120):
-        started = time.perf_counter()
-        state = uptime_sweep(config_path=str(config), return_state=True)
-        elapsed = time.perf_counter() - started
-    summary = state.result(raise_on_failure=False)
-    if not isinstance(summary, dict) or summary.get("up") != summary.get("monitors"):
-        raise SystemExit(f"vigil's sweep did not see every monitor up: {state.message}")
-    return elapsed
+    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
+        config = write_config(Path(tmp), url_base, n)
+        outcome: list = []
+
+        def sweep() -> None:
+            outcome.append(uptime_sweep(config_path=str(config), return_state=True))
+
+        seconds = timed(sweep)
+    summary = outcome[0].result(raise_on_failure=False)
+    if not isinstance(summary, dict) or summary.get("up") != n:
+        raise SystemExit(f"the sweep flow did not see all {n} monitors up: {outcome[0].message}")
+    return seconds
 
 
-HTTPX_LOOP = """
-import asyncio, httpx, sys
-base, n = sys.argv[1], int(sys.argv[2])
-async def main():
-    limit = asyncio.Semaphore(100)
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=100)) as client:
-        async def one(i):
-            async with limit:
-                (await client.get(f"{base}/ok/{i}")).json()
-        await asyncio.gather(*(one(i) for i in range(n)))
-asyncio.run(main())
-"""
+def _require_ok(statuses: list[int]) -> None:
+    if any(status != 200 for status in statuses):
+        raise SystemExit(f"the target answered {sorted(set(statuses))}")
 
 
-def child(variant: str, base: str, n: int, config: str) -> None:
-    """Run one variant in this (sub)process and print its time and peak RSS as JSON."""
-    seconds = run_aiohttp(base, n) if variant == "aiohttp" else run_vigil(Path(config))
+RUNNERS: dict[str, Callable[[int, str], float]] = {
+    "aiohttp": run_aiohttp,
+    "httpx-aiohttp": lambda n, base: run_httpx(n, base, over_aiohttp=True),
+    "httpx": run_httpx,
+    "vigil": run_vigil,
+    "flow": run_flow,
+}
+
+
+def child(variant: str, n: int, base: str) -> None:
+    """Run one variant in this process and print its figures as JSON."""
+    seconds = RUNNERS[variant](n, base)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb}))
+    print(json.dumps({"seconds": seconds, "cpu": _cpu[-1], "peak_mb": peak_mb}))
 
 
-def measure(variant: str, base: str, n: int, config: Path) -> dict[str, float]:
+def measure(variant: str, n: int, base: str) -> dict[str, float]:
+    command = [sys.executable, "-m", "benchmarks.sweep", "--child", variant, "--base", base]
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.sweep",
-            "--child",
-            variant,
-            "--base",
-            base,
-            "--n",
-            str(n),
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"},
+        [*command, "--n", str(n)], capture_output=True, text=True, env=_child_env(), cwd=ROOT
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    if out.returncode != 0:
+        raise SystemExit(f"{variant} (n={n}) failed: {out.stderr[-2000:]}")
+    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
 
 
-def whole(command: list[str]) -> tuple[float, float]:
-    """Wall time and peak RSS (MB) of a whole command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if result.returncode not in (0,):
-        raise SystemExit(f"{command[:3]} failed ({result.returncode}): {result.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return elapsed, max(peak, before) / 1024
+def whole(command: list[str]) -> dict[str, float]:
+    """Wall time, CPU time and peak RSS of one command, from exec to exit."""
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=errors, env=_child_env(), cwd=ROOT
+        )
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            errors.seek(0)
+            tail = errors.read()[-2000:].decode(errors="replace")
+            raise SystemExit(f"{shlex.join(command)} exited {process.returncode}: {tail}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"seconds": seconds, "cpu": cpu, "peak_mb": usage.ru_maxrss / 1024}
+
+
+def _child_env() -> dict[str, str]:
+    return {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"}
+
+
+def write_config(directory: Path, base: str, n: int) -> Path:
+    """A vigil config with `n` monitors like the in-process ones and a throw-away store."""
+    lines = [
+        f"store: {{url: 'sqlite:///{directory / 'bench.db'}'}}",
+        f"sweep: {{concurrency: {CONCURRENCY}}}",
+        "monitors:",
+    ]
+    conditions = ", ".join(f"'{c}'" for c in CONDITIONS)
+    lines += [
+        f"  - {{name: m{i}, url: '{base}/ok/{i}', conditions: [{conditions}]}}" for i in range(n)
+    ]
+    path = directory / "generated.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def compare(variants: list[str], n: int, base: str, repeat: int) -> None:
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    for _ in range(repeat):
+        for variant in variants:
+            runs[variant].append(measure(variant, n, base))
+    report(f"n={n:,} in-process, median of {repeat}", runs)
+
+
+def compare_whole(template: str, n: int, base: str, directory: Path) -> None:
+    config = write_config(directory, base, n)
+    command = shlex.split(template.format(config=config, base=base, n=n))
+    if command[0] == "vigil":
+        command[0] = str(Path(sys.executable).parent / "vigil")
+    loop = [sys.executable, "-m", "benchmarks.sweep", "--base", base, "--n", str(n), "--child"]
+    runs = {
+        "aiohttp": [whole([*loop, "aiohttp"])],
+        "httpx": [whole([*loop, "httpx"])],
+        "command": [whole(command)],
+    }
+    report(f"n={n:,} whole process (command: {shlex.join(command)})", runs)
+
+
+def report(title: str, runs: dict[str, list[dict[str, float]]]) -> None:
+    reference = statistics.median(r["seconds"] for r in runs["aiohttp"])
+    reference_cpu = statistics.median(r["cpu"] for r in runs["aiohttp"])
+    print(f"{title}:")
+    for variant, figures in runs.items():
+        wall = [r["seconds"] for r in figures]
+        cpu = statistics.median(r["cpu"] for r in figures)
+        peak = max(r["peak_mb"] for r in figures)
+        spread = f" ({min(wall):.2f}-{max(wall):.2f})" if len(wall) > 1 else ""
+        print(
+            f"  {variant:<16} wall {statistics.median(wall):6.2f}s{spread}"
+            f"  x{statistics.median(wall) / reference:4.2f}"
+            f" | cpu {cpu:6.2f}s x{cpu / reference_cpu:4.2f} | peak RSS {peak:4.0f} MB"
+        )
 
 
 def main() -> None:
@@ -144,37 +260,32 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, action="append", help="monitors (repeatable)")
-    parser.add_argument("--whole-process", action="store_true")
-    parser.add_argument("--child")
-    parser.add_argument("--base")
-    parser.add_argument("--config")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per variant (median)")
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"from {VARIANTS}")
+    parser.add_argument(
+        "--whole-process",
+        nargs="?",
+        const=DEFAULT_COMMAND,
+        metavar="COMMAND",
+        help=f"also time whole processes (default command: {DEFAULT_COMMAND!r})",
+    )
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args.child, args.base, args.n[0], args.config)
-        return
     sizes = args.n or [1000, 10000]
+    if args.child:
+        child(args.child, sizes[0], args.base)
+        return
+    variants = ["aiohttp", *(v for v in args.variants.split(",") if v != "aiohttp")]
     with running_target() as base, tempfile.TemporaryDirectory() as tmp:
-        print(f"target {base}; concurrency {CONCURRENCY}; 2-core machine")
+        print(f"target {base}; concurrency {CONCURRENCY}; {os.cpu_count()} CPUs")
+        measure("aiohttp", min(sizes), base)  # warm the target up
         for n in sizes:
-            directory = Path(tmp) / str(n)
-            directory.mkdir()
-            config = write_config(directory, base, n)
-            bare = measure("aiohttp", base, n, config)
-            mine = measure("vigil", base, n, config)
-            print(
-                f"n={n:>6}: bare aiohttp {bare['seconds']:6.2f}s ({bare['peak_mb']:.0f} MB) | "
-                f"vigil sweep flow {mine['seconds']:6.2f}s ({mine['peak_mb']:.0f} MB) | "
-                f"ratio {mine['seconds'] / bare['seconds']:.2f}"
-            )
+            compare(variants, n, base, args.repeat)
             if args.whole_process:
-                vigil_bin = str(Path(sys.executable).parent / "vigil")
-                t_vigil, m_vigil = whole([vigil_bin, "sweep", "-c", str(config)])
-                t_httpx, m_httpx = whole([sys.executable, "-c", HTTPX_LOOP, base, str(n)])
-                print(
-                    f"          whole process: vigil sweep {t_vigil:6.2f}s ({m_vigil:.0f} MB) | "
-                    f"bare httpx loop {t_httpx:6.2f}s ({m_httpx:.0f} MB) | "
-                    f"ratio {t_vigil / t_httpx:.2f}"
-                )
+                directory = Path(tmp) / str(n)
+                directory.mkdir()
+                compare_whole(args.whole_process, n, base, directory)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,11 @@
-"""A fast local HTTP target for benchmarks: aiohttp.web answering `/ok/<n>` with
-`{"status": "ok"}`, in a subprocess of its own so it does not share the measured CPU."""
+"""A fast local HTTP target for benchmarks and tests: `/ok/<n>` answers `{"status":"ok"}`.
+
+aiohttp.web, in a process of its own so it does not share the measured client's event loop
+or GIL. It is the fastest server installed here: uvicorn without httptools parses HTTP with
+h11 in pure Python, several times slower per request.
+
+    .venv/bin/python -m benchmarks.targets --port 8123
+"""
 
 from __future__ import annotations
 
@@ -9,20 +15,24 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
+
+BODY = b'{"status":"ok"}'
+# `python -m benchmarks...` works from the checkout, not from an installed vigil.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def serve(port: int) -> None:
     from aiohttp import web
 
-    body = b'{"status":"ok"}'
-
     async def ok(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
+        return web.Response(body=BODY, content_type="application/json")
 
     app = web.Application()
     app.router.add_get("/ok/{n}", ok)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=2048)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=4096)
 
 
 def free_port() -> int:
@@ -32,24 +42,33 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_target() -> Iterator[str]:
-    """Start the target in a subprocess; yield its base URL; stop it afterwards."""
+def running_target(startup: float = 20.0) -> Iterator[str]:
+    """Start the target in a subprocess; yield its base URL once it answers; stop it."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.targets", "--port", str(port)])
+    command = [sys.executable, "-m", "benchmarks.targets", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        _wait_until_answering(process, f"{base}/ok/0", startup)
+        yield base
     finally:
         process.terminate()
         process.wait(10)
 
 
+def _wait_until_answering(process: subprocess.Popen[bytes], url: str, startup: float) -> None:
+    deadline = time.monotonic() + startup
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the benchmark target exited ({process.returncode})")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
+            if answer.read() == BODY:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"the benchmark target did not answer {url} within {startup:.0f}s")
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     serve(parser.parse_args().port)

@@ -1,45 +1,84 @@
-"""PostgreSQL as a monitored system: connect, answer `SELECT 1`, or run a read-only query
-whose first value the monitor's conditions judge as `[RESULT]`."""
+"""PostgreSQL as vigil's duties meet it; the uptime probe is the first section."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 
 from vigil.conditions import Observation
 from vigil.config import Monitor
 from vigil.durations import format_duration
-from vigil.redact import redact
+from vigil.redact import MASK, redact
+
+# --- The monitor probe ----------------------------------------------------------------------
+#
+# Connect, then run `SELECT 1` or the monitor's query in a READ ONLY transaction whose
+# statement timeout is what is left of the monitor's timeout; `[RESULT]` is the first value
+# of the first row. A server that ignores the statement timeout (or a network that stalls)
+# is cut by an asyncio timeout a moment later, so the probe is bounded as a whole.
+
+# Lets the server's own statement timeout, which says "query timed out", fire first.
+STATEMENT_GRACE = 0.25
+# libpq rounds connect_timeout to whole seconds and treats anything under 2 as 2.
+MIN_CONNECT_TIMEOUT = 2
 
 
 async def probe_postgres(monitor: Monitor) -> Observation:
-    """Connect within the timeout; run the query READ ONLY with a statement timeout."""
-    timeout = monitor.timeout.total_seconds()
+    """One connection and one read-only query, bounded by the monitor's timeout."""
+    seconds = monitor.timeout.total_seconds()
+    try:
+        async with asyncio.timeout(seconds + STATEMENT_GRACE):
+            return await _connect_and_query(monitor, time.perf_counter() + seconds)
+    except TimeoutError:
+        return Observation(error=f"timed out after {format_duration(monitor.timeout)}")
+
+
+async def _connect_and_query(monitor: Monitor, deadline: float) -> Observation:
+    url = monitor.url or ""
     started = time.perf_counter()
+    connect_timeout = max(MIN_CONNECT_TIMEOUT, math.ceil(deadline - started))
     try:
-        conn = await psycopg.AsyncConnection.connect(
-            monitor.url or "", connect_timeout=max(1, round(timeout)), autocommit=False
-        )
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=connect_timeout)
     except psycopg.Error as exc:
-        return Observation(error=_reason(exc))
+        return Observation(error=_scrubbed(_first_line(exc), url))
     try:
-        async with conn:
-            await conn.execute("SET TRANSACTION READ ONLY")
-            await conn.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
-            cursor = await conn.execute(monitor.query or "SELECT 1")
-            row = await cursor.fetchone() if cursor.description else None
-            await conn.rollback()
+        await conn.set_read_only(True)
+        left_ms = max(1, int((deadline - time.perf_counter()) * 1000))
+        await conn.execute(f"SET LOCAL statement_timeout = {left_ms}")
+        cursor = await conn.execute(monitor.query or "SELECT 1")
+        row = await cursor.fetchone() if cursor.description else None
     except psycopg.errors.QueryCanceled:
-        return Observation(
-            connected=True, error=f"query timed out after {format_duration(monitor.timeout)}"
-        )
+        timeout = format_duration(monitor.timeout)
+        return Observation(connected=True, error=f"query timed out after {timeout}")
     except psycopg.Error as exc:
-        return Observation(connected=True, error=_reason(exc))
+        return Observation(
+            connected=True, error=_scrubbed(f"query failed: {_first_line(exc)}", url)
+        )
+    finally:
+        # Closing ends the transaction unfinished: the server rolls it back.
+        await conn.close()
     elapsed = time.perf_counter() - started
     return Observation(connected=True, response_time=elapsed, result=row[0] if row else None)
 
 
-def _reason(exc: psycopg.Error) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+def _first_line(exc: psycopg.Error) -> str:
+    """libpq's messages run to several lines (hints, a caret under the SQL); alerts want one."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else exc.__class__.__name__
+    return " ".join(text.removeprefix("connection failed: ").split())
+
+
+def _scrubbed(text: str, url: str) -> str:
+    """Redacted, and the URL's own password masked even when no config registered it."""
+    for secret in _passwords(url):
+        text = text.replace(secret, MASK)
     return redact(text)[:300]
+
+
+def _passwords(url: str) -> set[str]:
+    password = urlsplit(url).password
+    return {password, unquote(password)} if password else set()

@@ -41,9 +41,7 @@ def test_degraded_health_is_its_own_state_at_medium(
     assert alert["severity"] == "medium"
 
 
-def test_many_failures_make_one_digest(
-    tmp_path: Path, http_target, webhook_receiver
-) -> None:
+def test_many_failures_make_one_digest(tmp_path: Path, http_target, webhook_receiver) -> None:
     lines = []
     for i in range(12):
         url = http_target.set(f"/svc{i}", status=500)
@@ -189,3 +187,19 @@ def test_postgres_monitor_with_a_query(tmp_path: Path, pg_database: str) -> None
     )
     _, summary = run(uptime_sweep, config_path=str(path))
     assert summary["up"] == 1 and summary["down_monitors"] == ["failed-logins"]
+
+
+def test_a_failing_query_without_conditions_is_down(tmp_path: Path, pg_database: str) -> None:
+    path = write_config(
+        tmp_path,
+        f"""
+        monitors:
+          - name: broken-query
+            type: postgres
+            url: "{pg_database}"
+            query: "select * from no_such_table"
+            failure_threshold: 1
+        """,
+    )
+    state, summary = run(uptime_sweep, config_path=str(path))
+    assert state.name == "Outage" and summary["down_monitors"] == ["broken-query"]

@@ -51,13 +51,15 @@ def evaluate(monitors: list[Monitor], observations: list[Observation]) -> list[C
     checks = []
     for monitor, obs in zip(monitors, observations, strict=True):
         results = evaluate_all(conditions_for(monitor), obs)
-        checks.append(Check(monitor, obs, results, verdict(results, obs)))
+        checks.append(Check(monitor, obs, results, _verdict(results, obs)))
     return checks
 
 
-def needing_confirmation(checks: list[Check]) -> list[Monitor]:
-    """A failed check is confirmed by one quick retry before it counts."""
-    return [c.monitor for c in checks if c.verdict == "failed"]
+def _verdict(results: list[ConditionResult], obs: Observation) -> Verdict:
+    """A probe that ran into an error (a failed query, an unreadable certificate) is never
+    `ok`, even when its conditions happen to hold."""
+    found = verdict(results, obs)
+    return "failed" if found == "ok" and obs.error else found
 
 
 def merge_retries(checks: list[Check], retried: list[Check]) -> list[Check]:
