@@ -1,0 +1,163 @@
+"""What does vigil's restore test cost over the bare restore it wraps?
+
+On a database built from /work/shared/bench-data.sql (uuids, hashes, timestamps, jsonb: it
+compresses like production data), backed up once by the `daily-backup` flow into a local
+folder, this times in one run, alternating, `--rounds` times each:
+
+- bare: `createdb`, `pg_restore --jobs N` of the same archive into it, `count(*)` of every
+  table, `dropdb` — the least a person would do to call a backup restorable;
+- vigil: the `weekly-restore-test` flow for that database — fetch and SHA-256, scratch
+  database, the same pg_restore, exact counts with the recovery point, indexes, constraints,
+  fingerprint, amcheck on every B-tree index, record, artifact, drop;
+
+and prints each one's best time and the ratio (target <= 1.2).
+
+    python benchmarks/restore_test.py [--rows 500000] [--jobs 2] [--rounds 2]
+
+Uses $PREFECT_API_URL when set, else Prefect's test harness (its start-up is not timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import yaml
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DATA = Path("/work/shared/bench-data.sql")
+SERVER = os.environ.get("VIGIL_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def on(server: str, name: str) -> str:
+    """The server URL pointing at database `name` (a URL, as vigil's config wants)."""
+    return urlsplit(server)._replace(path=f"/{name}").geturl()
+
+
+@contextlib.contextmanager
+def database(server: str, name: str) -> Iterator[str]:
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    try:
+        yield on(server, name)
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def load(url: str, rows: int) -> None:
+    started = time.monotonic()
+    subprocess.run(
+        ["psql", "-q", "-v", f"rows={rows}", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", str(DATA)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("VACUUM ANALYZE")
+        size = connection.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert size is not None
+    print(f"built {rows:,} rows, {size[0] / 1e6:,.0f} MB in {time.monotonic() - started:.1f}s")
+
+
+def bare(server: str, archive: Path, jobs: int) -> float:
+    """createdb, pg_restore --jobs, count(*) of every table, dropdb."""
+    started = time.monotonic()
+    with database(server, f"bench_bare_{secrets.token_hex(4)}") as url:
+        subprocess.run(
+            ["pg_restore", f"--jobs={jobs}", "--no-owner", "--dbname", url, str(archive)],
+            check=True,
+        )
+        with psycopg.connect(url) as connection:
+            tables = connection.execute(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+                "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+            ).fetchall()
+            for (table,) in tables:
+                connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table)))
+    return time.monotonic() - started
+
+
+def vigil(config: Path, name: str) -> float:
+    from flows.restore_test import weekly_restore_test
+
+    started = time.monotonic()
+    state: Any = weekly_restore_test(config_path=str(config), database=name, return_state=True)
+    elapsed = time.monotonic() - started
+    if not state.is_completed():
+        raise SystemExit(f"the restore test did not pass: {state.message}")
+    [result] = state.result()["databases"]
+    steps = ", ".join(f"{k} {result[k]:.2f}s" for k in ("fetch_s", "restore_s", "check_s"))
+    print(f"  vigil: {steps}, whole flow {elapsed:.2f}s")
+    return elapsed
+
+
+def write_config(folder: Path, name: str, url: str, jobs: int) -> Path:
+    body = {
+        "store": {"url": f"sqlite:///{folder / 'vigil.db'}"},
+        "databases": [{"name": name, "url": url}],
+        "backup": {"storage": (folder / "backups").as_uri()},
+        "restore_test": {"scratch_url": SERVER, "jobs": jobs, "max_duration": "30m"},
+    }
+    path = folder / "vigil.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def measure(args: argparse.Namespace) -> None:
+    from flows.backup import daily_backup
+
+    name = f"bench_{secrets.token_hex(3)}"
+    with (
+        tempfile.TemporaryDirectory(prefix="vigil-bench-") as folder,
+        database(SERVER, name) as url,
+    ):
+        load(url, args.rows)
+        config = write_config(Path(folder), name, url, args.jobs)
+        state: Any = daily_backup(config_path=str(config), return_state=True)
+        assert state.is_completed(), state.message
+        [archive] = (Path(folder) / "backups" / name).glob("*.dump")
+        print(f"archive {archive.stat().st_size / 1e6:,.0f} MB; jobs {args.jobs}")
+        times: dict[str, list[float]] = {"bare": [], "vigil": []}
+        for round_ in range(1, args.rounds + 1):
+            times["bare"].append(bare(SERVER, archive, args.jobs))
+            times["vigil"].append(vigil(config, name))
+            print(f"round {round_}: bare {times['bare'][-1]:.2f}s, vigil {times['vigil'][-1]:.2f}s")
+    best_bare, best_vigil = min(times["bare"]), min(times["vigil"])
+    print(
+        f"best: bare pg_restore + count(*) {best_bare:.2f}s, vigil restore test "
+        f"{best_vigil:.2f}s, ratio {best_vigil / best_bare:.2f} (target <= 1.2)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, default=500_000, help="rows of bench-data.sql")
+    parser.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs for both")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating timings of each")
+    args = parser.parse_args()
+    if os.environ.get("PREFECT_API_URL"):
+        measure(args)
+        return
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        measure(args)
+
+
+if __name__ == "__main__":
+    main()

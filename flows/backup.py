@@ -1,0 +1,317 @@
+"""The daily backup, as the runbook it replaces: for each database, take a snapshot, dump it
+into storage, write the manifest, read the backup back and verify it, and only then prune
+old backups; record everything, publish a table, tell people.
+
+The decisions live in `vigil.backup`, pg_dump and pg_restore in `tasks.pgtools`, storage in
+`tasks.storage`. One database's failure never stops the others.
+
+Two backups of the same database never overlap: each takes the Prefect global concurrency
+limit `backup-<database>` (created with limit 1 on first use, so it works on any server,
+including the test harness), waiting up to LOCK_TIMEOUT for a running backup to finish.
+Holding the lock also makes leftovers safe to clean: a catalog row still `running`, a
+`.partial` file or an unfinished multipart upload of that database belongs to a dead run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.tasks import exponential_backoff
+
+from flows.deploy import ensure_lock
+from tasks.deploy import notify
+from tasks.pgtools import Dumped, dump, read_stored
+from tasks.storage import (
+    Storage,
+    StoredFile,
+    apply_retention,
+    config_archive,
+    open_storage,
+    store_object,
+)
+from vigil.backup import (
+    FAILED,
+    LOCKED,
+    SUCCEEDED,
+    BackupError,
+    HeldSnapshot,
+    Keys,
+    Observed,
+    Outcome,
+    Verification,
+    alerts_for,
+    backup_id,
+    build_manifest,
+    candidates,
+    find_backup,
+    finish_record,
+    mark_interrupted,
+    open_snapshot,
+    previous_size,
+    record_verification,
+    retry_if_transient,
+    run_state,
+    running_backup,
+    start_record,
+    verify,
+)
+from vigil.config import Config, Database, load_config
+from vigil.durations import format_duration
+from vigil.redact import redact
+from vigil.runtime import flow_run_id, outcome
+from vigil.store import Store, open_store
+
+ARTIFACT_KEY = "daily-backup"
+# A backup waits this long for another backup of the same database to finish.
+LOCK_TIMEOUT = timedelta(minutes=30)
+
+
+class BackupLocked(Exception):
+    """Another backup of the database held its lock for longer than we wait."""
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    database = flow_run.parameters.get("database")
+    return (
+        f"backup {database}"
+        if database
+        else "daily-backup " + datetime.now(UTC).strftime("%Y-%m-%d")
+    )
+
+
+@task(
+    name="take snapshot",
+    task_run_name="snapshot {database.name}",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
+def take_snapshot(database: Database) -> HeldSnapshot:
+    """Export a snapshot and record its facts; the caller holds it open through the dump."""
+    return open_snapshot(database)
+
+
+@flow(name="daily-backup", flow_run_name=_run_name, log_prints=False)
+def daily_backup(config_path: str | None = None, database: str | None = None) -> Any:
+    """Back up every configured database (or one), verified, with retention."""
+    config = load_config(config_path)
+    chosen = databases(config, database)
+    storage = open_storage(config.backup)
+    with open_store(config.store.url) as store:
+        outcomes = [back_up(config, store, storage, db) for db in chosen]
+    publish(outcomes)
+    for alert in alerts_for(outcomes, config.backup.storage):
+        notify(config, alert)
+    problem, message = run_state(outcomes)
+    summary = {
+        "headline": message if problem is None else f"{problem}: {message}",
+        "lines": [o.line() for o in outcomes],
+        "databases": [o.as_json() for o in outcomes],
+    }
+    return outcome(problem, summary, message)
+
+
+def databases(config: Config, name: str | None) -> list[Database]:
+    if not config.databases:
+        raise ValueError("no databases to back up: add them under `databases:` in the config")
+    if name is None:
+        return list(config.databases)
+    found = config.database(name)
+    if found is None:
+        known = ", ".join(d.name for d in config.databases)
+        raise ValueError(f"no database named {name!r} under `databases:` (known: {known})")
+    return [found]
+
+
+def back_up(config: Config, store: Store, storage: Storage, database: Database) -> Outcome:
+    """One database, start to finish; every failure ends in the outcome, never raised."""
+    try:
+        with backup_lock(store, database.name, LOCK_TIMEOUT):
+            return make_backup(config, store, storage, database)
+    except BackupLocked as exc:
+        return Outcome(database.name, status=LOCKED, error=str(exc))
+
+
+def make_backup(config: Config, store: Store, storage: Storage, database: Database) -> Outcome:
+    log = get_run_logger()
+    for stale in mark_interrupted(store, database.name):
+        log.warning("backup %s was left running by a run that died; marked failed", stale)
+    started = time.monotonic()
+    created = unique_start(store, database.name)
+    name = backup_id(database.name, created)
+    result = Outcome(database.name, backup_id=name)
+    start_record(
+        store, backup=name, database=database.name, created_at=created, flow_run_id=flow_run_id()
+    )
+    try:
+        manifest = write_backup(config, storage, database, name, created)
+    except Exception as exc:
+        result.error = redact(str(exc) if isinstance(exc, BackupError) else repr(exc))
+        result.seconds = time.monotonic() - started
+        log.error("backup of %s failed: %s", database.name, result.error)
+        finish_record(
+            store,
+            name,
+            status=FAILED,
+            error=result.error,
+            completed_at=datetime.now(UTC),
+            duration_s=result.seconds,
+        )
+        return result
+    dumped = manifest["dump"]
+    result.status = SUCCEEDED
+    result.seconds = time.monotonic() - started
+    result.size_bytes = dumped["size_bytes"]
+    result.rows = manifest["total_rows"]
+    result.location = dumped["location"]
+    finish_record(
+        store,
+        name,
+        status=SUCCEEDED,
+        completed_at=datetime.now(UTC),
+        size_bytes=dumped["size_bytes"],
+        sha256=dumped["sha256"],
+        location=dumped["location"],
+        manifest_location=storage.location(Keys.of(name).manifest),
+        manifest=manifest,
+        duration_s=result.seconds,
+    )
+    result.verification = check_backup(config, store, storage, database, manifest)
+    if result.verified:
+        prune_after(config, store, storage, database, result)
+    return result
+
+
+def write_backup(
+    config: Config, storage: Storage, database: Database, name: str, created: datetime
+) -> dict[str, Any]:
+    """Snapshot, dump, config archive, then the manifest last; returns the manifest."""
+    keys = Keys.of(name)
+    with take_snapshot(database) as held:
+        held.start_counting()
+        dumped: Dumped = dump(database, held.facts, config.backup.compression, storage, keys.dump)
+        facts = held.counted()
+    archive, unreadable = archive_configs(config, storage, keys)
+    manifest = build_manifest(
+        backup=name,
+        database=database.name,
+        facts=facts,
+        dump=dumped.file,
+        compression=config.backup.compression,
+        pg_dump_version=dumped.pg_dump_version,
+        config_archive=archive,
+        config_files=config.backup.config_files,
+        unreadable=unreadable,
+        started_at=created,
+        dump_seconds=dumped.seconds,
+    )
+    store_object(storage, keys.manifest, json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def archive_configs(
+    config: Config, storage: Storage, keys: Keys
+) -> tuple[StoredFile | None, list[str]]:
+    if not config.backup.config_files:
+        return None, []
+    data, unreadable = config_archive(config.backup.config_files)
+    return store_object(storage, keys.config_archive, data), unreadable
+
+
+def check_backup(
+    config: Config, store: Store, storage: Storage, database: Database, manifest: dict[str, Any]
+) -> Verification:
+    """Read the backup back from storage and judge it; the verdict is recorded either way."""
+    try:
+        observed = read_stored(storage, Keys.of(manifest["backup_id"]))
+    except BackupError as exc:
+        observed = Observed(exists=False, error=f"unreadable: {exc}")
+    created = datetime.fromisoformat(manifest["created_at"])
+    verification = verify(
+        manifest,
+        observed,
+        database,
+        previous_size=previous_size(store, database.name, created),
+        max_age=config.backup.max_age,
+        now=datetime.now(UTC),
+    )
+    record_verification(store, verification)
+    finish_record(store, verification.backup_id, verified=verification.passed)
+    if not verification.passed:
+        get_run_logger().error(
+            "backup %s failed verification: %s", verification.backup_id, verification.summary()
+        )
+    return verification
+
+
+def prune_after(
+    config: Config, store: Store, storage: Storage, database: Database, result: Outcome
+) -> None:
+    """Retention, now that a verified backup of this database exists."""
+    try:
+        decisions = apply_retention(
+            store, storage, database.name, candidates(store, database.name), config.backup.retention
+        )
+    except Exception as exc:
+        result.retention_error = redact(str(exc))
+        return
+    result.deleted = [d.backup_id for d in decisions if not d.keep]
+
+
+def publish(outcomes: list[Outcome]) -> None:
+    good = sum(o.ok for o in outcomes)
+    create_table_artifact(
+        key=ARTIFACT_KEY,
+        table=[o.row() for o in outcomes],
+        description=f"{good} of {len(outcomes)} database backup(s) verified",
+    )
+
+
+def unique_start(store: Store, database: str) -> datetime:
+    """Now, to the second, unused by another backup of the database (ids are per second;
+    the lock makes this check race-free)."""
+    while True:
+        now = datetime.now(UTC).replace(microsecond=0)
+        if find_backup(store, backup_id(database, now)) is None:
+            return now
+        time.sleep(1.05 - datetime.now(UTC).microsecond / 1e6)
+
+
+@contextmanager
+def backup_lock(store: Store, database: str, timeout: timedelta) -> Iterator[None]:
+    """Hold `backup-<database>`; raise BackupLocked, naming the holder, after `timeout`."""
+    name = f"backup-{database}"
+    ensure_lock(name)
+    acquired = False
+    try:
+        with concurrency(name, occupy=1, timeout_seconds=timeout.total_seconds(), strict=True):
+            acquired = True
+            yield
+    except TimeoutError as exc:
+        if acquired:
+            raise
+        holder = running_backup(store, database)
+        who = (
+            f"backup {holder.id} has held it since {holder.created_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"(flow run {holder.flow_run_id or 'unknown'})"
+            if holder
+            else "no backup is recorded as running, so a run may have died holding it; its "
+            "lease expires within 5 minutes"
+        )
+        raise BackupLocked(
+            f"{database}: waited {format_duration(timeout)} for the lock {name!r} and gave up; "
+            f"{who}. No backup was taken; run again once it is done."
+        ) from exc

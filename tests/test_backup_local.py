@@ -1,0 +1,93 @@
+"""A daily backup into a local folder, against a real database: the dump, its manifest and
+the catalog agree with the database, the backup is verified as stored, the run publishes
+its table and a low summary reaches the webhook."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from flows.backup import daily_backup
+from tests.backup_helpers import (
+    EXPECTED,
+    backups,
+    configure,
+    latest_artifact,
+    seed,
+    verifications,
+)
+from tests.fixtures.receivers import HttpReceiver
+from tests.helpers import run
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def test_backup_to_a_folder_is_complete_verified_and_announced(
+    tmp_path: Path, pg_database: str, webhook_receiver: HttpReceiver
+) -> None:
+    seed(pg_database)
+    folder = tmp_path / "backups"
+    config = configure(
+        tmp_path,
+        pg_database,
+        folder.as_uri(),
+        hook=webhook_receiver.url,
+        backup={"config_files": [str(tmp_path / "vigil.yaml")]},
+    )
+
+    state, summary = run(daily_backup, config_path=str(config))
+
+    assert state.is_completed(), state.message
+    [record] = backups(tmp_path)
+    assert (record.status, record.verified) == ("succeeded", True)
+    assert record.id.startswith("main-") and record.database == "main"
+    files = sorted(p.name for p in (folder / "main").iterdir())
+    assert files == [f"{record.id}.{ext}" for ext in ("config.tar.gz", "dump", "manifest.json")]
+    dump = (folder / "main" / f"{record.id}.dump").read_bytes()
+    assert record.size_bytes == len(dump)
+    assert record.sha256 == hashlib.sha256(dump).hexdigest()
+    assert record.location == (folder / "main" / f"{record.id}.dump").as_uri()
+    assert (folder / "main" / f"{record.id}.dump").stat().st_mode & 0o777 == 0o600
+
+    manifest = json.loads((folder / "main" / f"{record.id}.manifest.json").read_text())
+    assert manifest["backup_id"] == record.id
+    assert manifest["dump"]["sha256"] == record.sha256
+    assert {t["name"]: t["rows"] for t in manifest["tables"]} == EXPECTED
+    assert all(t["exact"] for t in manifest["tables"])
+    assert (
+        "public.monitors_user_id CREATE INDEX monitors_user_id ON public.monitors "
+        "USING btree (user_id)"
+    ) in manifest["indexes"]
+    assert any("FOREIGN KEY (user_id) REFERENCES users(id)" in c for c in manifest["constraints"])
+    assert manifest["schema_fingerprint"].startswith("sha256:")
+    assert manifest["server_version_num"] >= 150000 and manifest["database_size"] > 0
+    assert manifest["config_archive"]["files"] == [str(tmp_path / "vigil.yaml")]
+
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(folder / "main" / f"{record.id}.dump")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "TABLE DATA public users" in listing and "TABLE DATA audit events" in listing
+
+    [check] = verifications(tmp_path)
+    assert (check.backup_id, check.status, check.checks_failed) == (record.id, "passed", 0)
+    names = [c["name"] for c in check.verification_details["checks"]]
+    assert {"checksum", "size", "critical_table users", "min_rows users", "max_age"} <= set(names)
+    assert check.checks_passed == len(names)
+    checksum = next(c for c in check.verification_details["checks"] if c["name"] == "checksum")
+    assert checksum["expected"] == checksum["observed"] == record.sha256
+
+    [row] = latest_artifact("daily-backup")
+    assert (row["database"], row["backup"], row["verification"]) == ("main", record.id, "verified")
+    assert row["rows"] == sum(EXPECTED.values())
+
+    [alert] = webhook_receiver.json_bodies()
+    assert alert["severity"] == "low" and alert["kind"] == "info"
+    assert "Backups verified: main" in alert["title"]
+    assert summary["databases"][0]["backup_id"] == record.id

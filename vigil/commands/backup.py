@@ -1,0 +1,250 @@
+"""`vigil backup`, `vigil backups [prune]`, `vigil restore`: the backup duty by hand.
+
+`vigil backup` runs the `daily-backup` flow (so the run shows in the Prefect UI). The other
+commands need no Prefect at all: in a disaster the Prefect server may be gone too, and
+`vigil restore` works from the storage alone when vigil's own store is lost (the manifest
+next to each dump holds what the catalog holds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+
+from vigil.cliutil import (
+    ConfigOption,
+    JsonOption,
+    config_for,
+    config_param,
+    err,
+    fail,
+    out,
+    print_json,
+    run_flow,
+)
+from vigil.config import Config
+from vigil.durations import format_duration, format_size
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database", "-d", help="Only this database (a name under `databases:`)."),
+]
+
+backups_app = typer.Typer(
+    help="The backup catalog: what exists, where, and whether it was verified.",
+    no_args_is_help=False,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup")(backup_command)
+    app.add_typer(backups_app, name="backups")
+    app.command("restore")(restore_command)
+
+
+def backup_command(
+    database: DatabaseOption = None, config: ConfigOption = None, json_output: JsonOption = False
+) -> None:
+    """Back up every database now (or one), verify, prune; exit 1 if any backup is not good."""
+    loaded = config_for(config)
+    _check_database(loaded, database, required=True)
+    from flows.backup import daily_backup
+
+    ok, summary, message = run_flow(
+        daily_backup, config_path=config_param(config), database=database
+    )
+    if json_output:
+        print_json({"ok": ok, "message": message, **(summary or {})})
+    else:
+        out.print((summary or {}).get("headline") or message, markup=False)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@backups_app.callback(invoke_without_command=True)
+def backups_command(
+    context: typer.Context,
+    database: DatabaseOption = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Include backups retention has deleted.")
+    ] = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the catalog, newest first: id, database, created, size, sha256, location, status."""
+    if context.invoked_subcommand is not None:
+        return
+    from vigil.backup import catalog
+    from vigil.store import open_store
+
+    loaded = config_for(config)
+    with open_store(loaded.store.url) as store:
+        entries = [e for e in catalog(store, database) if show_all or not e.deleted]
+    if json_output:
+        print_json([e.as_json() for e in entries])
+        return
+    if not entries:
+        out.print("no backups on record (run `vigil backup`)", markup=False)
+        return
+    for e in entries:
+        size = format_size(e.size_bytes) if e.size_bytes is not None else "-"
+        status = "deleted" if e.deleted else e.status
+        verified = "verified" if e.verified else "NOT verified"
+        out.print(
+            f"{e.id:<36} {e.created_at:%Y-%m-%d %H:%M:%S} {size:>9} {status:<9} {verified:<12} "
+            f"{(e.sha256 or '-')[:16]} {e.location or e.error or ''}",
+            markup=False,
+        )
+
+
+@backups_app.command("prune")
+def prune_command(
+    database: DatabaseOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")
+    ] = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Apply `backup.retention` now: delete what it does not keep (dump, manifest, config
+    archive together) and record each deletion. The newest verified backup always stays."""
+    from tasks.storage import open_storage, prune
+    from vigil.backup import BackupError, candidates
+    from vigil.store import open_store
+
+    loaded = config_for(config)
+    _check_database(loaded, database, required=False)
+    names = [database] if database else [d.name for d in loaded.databases]
+    storage = open_storage(loaded.backup)
+    report: dict[str, Any] = {}
+    with open_store(loaded.store.url) as store:
+        for name in names:
+            try:
+                decisions = prune(
+                    store,
+                    storage,
+                    name,
+                    candidates(store, name),
+                    loaded.backup.retention,
+                    dry_run=dry_run,
+                )
+            except BackupError as exc:
+                fail(f"pruning {name} stopped: {exc}", 1)
+            report[name] = [
+                {"backup_id": d.backup_id, "keep": d.keep, "reasons": list(d.reasons)}
+                for d in decisions
+            ]
+            if not json_output:
+                _print_decisions(name, decisions, dry_run)
+    if json_output:
+        print_json({"dry_run": dry_run, "databases": report})
+
+
+def _print_decisions(database: str, decisions: list[Any], dry_run: bool) -> None:
+    gone = [d for d in decisions if not d.keep]
+    verb = "would delete" if dry_run else "deleted"
+    out.print(f"{database}: {len(decisions) - len(gone)} kept, {len(gone)} {verb}", markup=False)
+    for d in decisions:
+        mark = "keep  " if d.keep else verb
+        out.print(f"  {mark} {d.backup_id}: {', '.join(d.reasons)}", markup=False)
+
+
+def restore_command(
+    backup_id: Annotated[str, typer.Argument(help="A backup id from `vigil backups`.")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="The target database URL (postgresql://...), empty unless --clean."
+        ),
+    ],
+    clean: Annotated[
+        bool,
+        typer.Option("--clean", help="Drop the archive's objects in the target before restoring."),
+    ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, help="Parallel pg_restore jobs (default: restore_test.jobs)."
+        ),
+    ] = None,
+    no_owner: Annotated[
+        bool,
+        typer.Option("--no-owner", help="Skip ownership and grants (roles missing on the target)."),
+    ] = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Restore a backup: fetch, prove its checksum, pg_restore, compare rows with the manifest.
+
+    Exit 0 when every table has its recorded rows; 1 when the backup is unusable (bad
+    checksum, failed restore) or anything differs; 2 for bad usage (including a non-empty
+    target without --clean).
+    """
+    from tasks.pgtools import RestoreRefused, load_manifest, restore_backup
+    from tasks.storage import open_storage
+    from vigil.backup import BackupError, find_backup, parse_backup_id
+    from vigil.store import open_store
+
+    loaded = config_for(config)
+    try:
+        parse_backup_id(backup_id)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    if not to.startswith(("postgresql://", "postgres://")):
+        fail(f"--to must be a postgresql:// URL, not {to!r}", 2)
+    with open_store(loaded.store.url) as store:
+        record = find_backup(store, backup_id)
+    if record is not None and record.status != "succeeded":
+        fail(
+            f"{backup_id} {record.status}: {record.error or 'it never completed'}; pick another", 1
+        )
+    storage = open_storage(loaded.backup)
+    try:
+        manifest = load_manifest(storage, backup_id)
+        err.print(f"restoring {backup_id} into the target ...", markup=False)
+        report = restore_backup(
+            storage,
+            manifest,
+            to,
+            clean=clean,
+            jobs=jobs or loaded.restore_test.jobs,
+            no_owner=no_owner,
+            expected_sha256=record.sha256 if record else None,
+        )
+    except RestoreRefused as exc:
+        fail(f"refused: {exc}", 2 if exc.usage else 1)
+    except BackupError as exc:
+        fail(f"restore failed: {exc}", 1)
+    if json_output:
+        print_json({"ok": report.ok, "in_catalog": record is not None, **asdict(report)})
+    else:
+        _print_report(report, in_catalog=record is not None)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_report(report: Any, in_catalog: bool) -> None:
+    source = "catalog and manifest" if in_catalog else "manifest (not in this store's catalog)"
+    rows = [c for c in report.checks if c.name.startswith("rows ")]
+    jobs = f"{report.jobs} job{'s' if report.jobs != 1 else ''}"
+    fetch, restore = format_duration(report.download_s), format_duration(report.restore_s)
+    lines = [
+        f"{'restored' if report.ok else 'restored WITH MISMATCHES'} {report.backup_id} "
+        f"(database {report.database}, taken {report.created_at}) into {report.target}",
+        f"  archive {format_size(report.size_bytes)}, sha256 {report.sha256} matches the {source}",
+        f"  fetch {fetch}, pg_restore {restore} ({jobs}), total {format_duration(report.total_s)}",
+        f"  {sum(c.passed for c in rows)} of {len(rows)} tables have the manifest's row counts",
+    ]
+    lines += [f"  MISMATCH {c.line()}" for c in report.mismatches]
+    for line in lines:
+        out.print(line, markup=False)
+
+
+def _check_database(config: Config, name: str | None, *, required: bool) -> None:
+    if required and not config.databases:
+        fail("no databases to back up: add them under `databases:` in the config", 2)
+    if name is not None and config.database(name) is None:
+        known = ", ".join(d.name for d in config.databases) or "none are configured"
+        fail(f"no database named {name!r} under `databases:` (known: {known})", 2)
