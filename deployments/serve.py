@@ -19,6 +19,8 @@ TAGS = {
     "uptime-sweep": ["vigil", "uptime"],
     "weekly-report": ["vigil", "report"],
     "deploy-verify": ["vigil", "deploy"],
+    "daily-backup": ["vigil", "backup"],
+    "weekly-restore-test": ["vigil", "restore-test"],
 }
 
 
@@ -39,7 +41,9 @@ def cron(expression: str, timezone: str) -> Any:
 
 def build_deployments(config: Config, config_path: str) -> list[Any]:
     """The deployments this config asks for, ready for `prefect.serve`."""
+    from flows.backup import daily_backup
     from flows.deploy import deploy_verify
+    from flows.restore_test import weekly_restore_test
     from flows.report import weekly_report
     from flows.sweep import uptime_sweep
 
@@ -53,6 +57,28 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
                 tags=TAGS["uptime-sweep"],
                 concurrency_limit=one_at_a_time(),
                 description="Check every monitor once; alert on state changes.",
+            )
+        )
+    if config.databases:
+        deployments.append(
+            daily_backup.to_deployment(
+                name="daily-backup",
+                schedule=cron(config.backup.schedule, config.timezone),
+                parameters={"config_path": config_path},
+                tags=TAGS["daily-backup"],
+                concurrency_limit=one_at_a_time(),
+                description="Back up every database, verify it, prune old backups.",
+            )
+        )
+        deployments.append(
+            weekly_restore_test.to_deployment(
+                name="weekly-restore-test",
+                schedule=cron(config.restore_test.schedule, config.timezone),
+                parameters={"config_path": config_path},
+                tags=TAGS["weekly-restore-test"],
+                concurrency_limit=one_at_a_time(),
+                description="Restore the newest verified backup into a scratch database "
+                "and prove it is complete.",
             )
         )
     if config.deploys:
