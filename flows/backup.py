@@ -125,15 +125,7 @@ def daily_backup(config_path: str | None = None, database: str | None = None) ->
 
 
 def databases(config: Config, name: str | None) -> list[Database]:
-    if not config.databases:
-        raise ValueError("no databases to back up: add them under `databases:` in the config")
-    if name is None:
-        return list(config.databases)
-    found = config.database(name)
-    if found is None:
-        known = ", ".join(d.name for d in config.databases)
-        raise ValueError(f"no database named {name!r} under `databases:` (known: {known})")
-    return [found]
+    return config.databases_for(name, "back up")
 
 
 def back_up(config: Config, store: Store, storage: Storage, database: Database) -> Outcome:

@@ -140,15 +140,7 @@ def databases(config: Config, name: str | None, backup_id: str | None) -> list[D
         if name is not None and name != owner:
             raise ValueError(f"backup {backup_id} belongs to database {owner!r}, not {name!r}")
         name = owner
-    if not config.databases:
-        raise ValueError("no databases to test: add them under `databases:` in the config")
-    if name is None:
-        return list(config.databases)
-    found = config.database(name)
-    if found is None:
-        known = ", ".join(d.name for d in config.databases)
-        raise ValueError(f"no database named {name!r} under `databases:` (known: {known})")
-    return [found]
+    return config.databases_for(name, "test")
 
 
 def hard_limit(config: Config) -> timedelta:

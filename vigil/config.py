@@ -467,6 +467,18 @@ class Config(Model):
     def database(self, name: str) -> Database | None:
         return next((d for d in self.databases if d.name == name), None)
 
+    def databases_for(self, name: str | None, action: str) -> list[Database]:
+        """The databases a duty works on: all, or the one named; a clear error otherwise."""
+        if not self.databases:
+            raise ValueError(f"no databases to {action}: add them under `databases:` in the config")
+        if name is None:
+            return list(self.databases)
+        found = self.database(name)
+        if found is None:
+            known = ", ".join(d.name for d in self.databases)
+            raise ValueError(f"no database named {name!r} under `databases:` (known: {known})")
+        return [found]
+
     def summary(self) -> str:
         return (
             f"{len(self.monitors)} monitors, {len(self.databases)} databases, "
