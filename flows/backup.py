@@ -108,7 +108,7 @@ def take_snapshot(database: Database) -> HeldSnapshot:
 def daily_backup(config_path: str | None = None, database: str | None = None) -> Any:
     """Back up every configured database (or one), verified, with retention."""
     config = load_config(config_path)
-    chosen = databases(config, database)
+    chosen = config.databases_for(database, "back up")
     storage = open_storage(config.backup)
     with open_store(config.store.url) as store:
         outcomes = [back_up(config, store, storage, db) for db in chosen]
@@ -124,12 +124,14 @@ def daily_backup(config_path: str | None = None, database: str | None = None) ->
     return outcome(problem, summary, message)
 
 
-def databases(config: Config, name: str | None) -> list[Database]:
-    return config.databases_for(name, "back up")
-
-
 def back_up(config: Config, store: Store, storage: Storage, database: Database) -> Outcome:
     """One database, start to finish; every failure ends in the outcome, never raised."""
+    get_run_logger().info(
+        "%s: taking the lock backup-%s (waiting up to %s while another backup of it runs)",
+        database.name,
+        database.name,
+        format_duration(LOCK_TIMEOUT),
+    )
     try:
         with backup_lock(store, database.name, LOCK_TIMEOUT):
             return make_backup(config, store, storage, database)

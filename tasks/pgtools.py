@@ -21,13 +21,13 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import psycopg
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -59,8 +59,15 @@ PIPE_SIZE = 1 << 20
 SMALL_READ = PIPE_SIZE // 4
 PAUSE_S = 0.002
 F_SETPIPE_SZ = 1031  # Linux
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 # pg_dump waits this long for a table lock (a running migration), then fails and retries.
 LOCK_WAIT = "5min"
+LIST_TIMEOUT_S = 300
 _TRANSIENT = re.compile(
     r"could not connect|connection refused|timeout expired|timed out|server closed the "
     r"connection|terminating connection|starting up|shutting down|could not receive data|"
@@ -98,8 +105,12 @@ def tool_version(path: str) -> tuple[int, str]:
 
 
 def connection_args(url: str) -> tuple[str, dict[str, str]]:
-    """A libpq connection string without the password, and the environment carrying it."""
-    params = conninfo_to_dict(url)
+    """A libpq connection string without the password, and the environment carrying it.
+
+    Unless the URL says otherwise, connecting gives up after CONNECT_TIMEOUT_S and TCP
+    keepalives notice a dead peer in about a minute, so a dropped network fails (and is
+    retried) instead of hanging the backup until the kernel gives up hours later."""
+    params = {**KEEPALIVES, "connect_timeout": CONNECT_TIMEOUT_S, **conninfo_to_dict(url)}
     password = params.pop("password", None)
     env = dict(os.environ)
     if password:
@@ -191,7 +202,7 @@ def dump_database(
     return Dumped(stored, time.monotonic() - started, version)
 
 
-def copy_pipe(source: IO[bytes], write: Any) -> None:
+def copy_pipe(source: IO[bytes], write: Callable[[memoryview], object]) -> None:
     """Move everything from an unbuffered pipe to `write`, in batches of up to CHUNK."""
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
@@ -227,7 +238,14 @@ def read_back(storage: Storage, keys: Keys) -> Observed:
             if feeding:
                 feeding = _feed(process.stdin, chunk)
         _feed(process.stdin, None)
-        code = process.wait(timeout=120)
+        try:
+            code = process.wait(timeout=LIST_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise BackupError(
+                f"pg_restore --list of {storage.location(keys.dump)} did not finish in "
+                f"{LIST_TIMEOUT_S}s",
+                retryable=True,
+            ) from None
         listing.seek(0)
         toc = listing.read().decode("utf-8", errors="replace") if code == 0 else None
         problem = None if code == 0 else f"pg_restore --list failed (exit {code}): {_tail(errors)}"
@@ -429,7 +447,8 @@ def dump(
 ) -> Dumped:
     """Each attempt dumps the same snapshot again, so a retry after an outage describes the
     same instant as the recorded counts."""
-    storage.clean_incomplete(key.rsplit("/", 1)[0] + "/")
+    for leftover in storage.clean_incomplete(key.rsplit("/", 1)[0] + "/"):
+        get_run_logger().warning("removed %s, left unfinished by an earlier attempt", leftover)
     return dump_database(database, facts, compression, storage, key)
 
 

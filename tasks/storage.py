@@ -1,9 +1,10 @@
 """Object storage for backups: one interface, two places (S3 or a local folder).
 
-Writes are all-or-nothing. S3 objects arrive by multipart upload from a stream, part_size
-bytes at a time, one part uploading while the next fills, so memory stays at two parts
-whatever the database size; a failed upload is aborted so no orphaned parts are billed, and
-the next upload of the same database aborts any an outage left behind. Local files are
+Writes are all-or-nothing. An S3 object larger than one part arrives by multipart upload
+from a stream, part_size bytes at a time, one part uploading while the next fills, so memory
+stays under two parts whatever the database size (smaller objects go up in one PUT); a
+failed upload is aborted so no orphaned parts are billed, and the next upload of the same
+database aborts any an outage left behind. Local files are
 written as `<name>.partial`, fsynced, then renamed, so a crash never leaves a file that looks
 complete. Everything read or written is hashed (SHA-256) on the way through.
 
@@ -50,6 +51,7 @@ from vigil.store import Store
 log = logging.getLogger("vigil.storage")
 
 CHUNK = 1 << 20
+MAX_PARTS = 10_000  # S3's limit per multipart upload
 # S3 answers that mean "not now" rather than "never".
 _TRANSIENT_CODES = frozenset(
     {
@@ -109,10 +111,22 @@ class Storage(Protocol):
 
 
 def open_storage(config: BackupConfig) -> Storage:
-    """The storage `backup.storage` names: `s3://bucket/prefix` or `file:///path`."""
+    """The storage `backup.storage` names: `s3://bucket/prefix` or `file:///path`.
+
+    ValueError for a URL that names no place (no bucket, or a relative folder that would
+    land wherever vigil happens to run)."""
     parts = urlsplit(config.storage)
     if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ValueError(
+                f"backup.storage {config.storage!r} names no bucket (s3://bucket/prefix)"
+            )
         return S3Storage(config.storage, config.s3)
+    if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise ValueError(
+            f"backup.storage {config.storage!r} is not an absolute folder; write it with three "
+            "slashes, e.g. file:///var/backups/vigil"
+        )
     return LocalStorage(config.storage)
 
 
@@ -447,11 +461,17 @@ class S3Storage:
             Prefix=self.object_key(prefix),
         )
         aborted = []
+        strip = len(self.object_key(""))
         for pending in answer.get("Uploads", []):
-            self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=pending["Key"], UploadId=pending["UploadId"]
+            key = pending["Key"][strip:]
+            self.call(
+                "abort the unfinished upload of",
+                key,
+                self.client.abort_multipart_upload,
+                Key=pending["Key"],
+                UploadId=pending["UploadId"],
             )
-            aborted.append(pending["Key"])
+            aborted.append(key)
         return aborted
 
 
@@ -540,6 +560,12 @@ class _S3Writer:
             )
             self.upload_id = str(answer["UploadId"])
         number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError(
+                f"cannot upload {self.storage.location(self.key)}: it is larger than S3's "
+                f"{MAX_PARTS} parts of backup.s3.part_size ({self.part_size} bytes); raise "
+                "part_size (memory use is about two parts)"
+            )
         body = self._buffer
         self._pending = self._pool.submit(self._upload_part, self.upload_id, number, body)
         self._buffer = bytearray()
@@ -578,11 +604,10 @@ def prune(
     retention: Retention,
     *,
     dry_run: bool = False,
-    now: datetime | None = None,
 ) -> list[Decision]:
     """Apply the retention plan: delete each dropped backup's objects together, then record
     the deletion. Returns every decision (kept and deleted)."""
-    decisions = plan_retention(backups, retention, now or datetime.now(UTC))
+    decisions = plan_retention(backups, retention, datetime.now(UTC))
     if dry_run:
         return decisions
     for decision in decisions:

@@ -54,13 +54,13 @@ def seed(url: str, *, users: int = 40, monitors: int = 120, events: int = 500) -
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(
             SCHEMA.format(users=int(users), monitors=int(monitors), events=int(events))
-        )  # type: ignore[arg-type]
+        )
 
 
 def add_bulk(url: str, rows: int) -> None:
     """About 100 bytes of hex per row: 100,000 rows make a dump of roughly 6 MB."""
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(BULK.format(rows=int(rows)))  # type: ignore[arg-type]
+        connection.execute(BULK.format(rows=int(rows)))
         connection.execute("ANALYZE")
 
 

@@ -1,6 +1,6 @@
-"""A daily backup into a local folder, against a real database: the dump, its manifest and
+"""`vigil backup` into a local folder, against a real database: the dump, its manifest and
 the catalog agree with the database, the backup is verified as stored, the run publishes
-its table and a low summary reaches the webhook."""
+its table, a low summary reaches the webhook and `vigil backups` lists it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from flows.backup import daily_backup
 from tests.backup_helpers import (
     EXPECTED,
     backups,
@@ -21,7 +21,7 @@ from tests.backup_helpers import (
     verifications,
 )
 from tests.fixtures.receivers import HttpReceiver
-from tests.helpers import run
+from vigil.cli import app
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -39,9 +39,11 @@ def test_backup_to_a_folder_is_complete_verified_and_announced(
         backup={"config_files": [str(tmp_path / "vigil.yaml")]},
     )
 
-    state, summary = run(daily_backup, config_path=str(config))
+    result = CliRunner().invoke(app, ["backup", "-c", str(config), "--json"])
 
-    assert state.is_completed(), state.message
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is True
     [record] = backups(tmp_path)
     assert (record.status, record.verified) == ("succeeded", True)
     assert record.id.startswith("main-") and record.database == "main"
@@ -77,10 +79,12 @@ def test_backup_to_a_folder_is_complete_verified_and_announced(
 
     [check] = verifications(tmp_path)
     assert (check.backup_id, check.status, check.checks_failed) == (record.id, "passed", 0)
-    names = [c["name"] for c in check.verification_details["checks"]]
+    assert check.verification_details is not None
+    details = check.verification_details["checks"]
+    names = [c["name"] for c in details]
     assert {"checksum", "size", "critical_table users", "min_rows users", "max_age"} <= set(names)
     assert check.checks_passed == len(names)
-    checksum = next(c for c in check.verification_details["checks"] if c["name"] == "checksum")
+    checksum = next(c for c in details if c["name"] == "checksum")
     assert checksum["expected"] == checksum["observed"] == record.sha256
 
     [row] = latest_artifact("daily-backup")
@@ -91,3 +95,15 @@ def test_backup_to_a_folder_is_complete_verified_and_announced(
     assert alert["severity"] == "low" and alert["kind"] == "info"
     assert "Backups verified: main" in alert["title"]
     assert summary["databases"][0]["backup_id"] == record.id
+    listed = CliRunner().invoke(app, ["backups", "-c", str(config)])
+    assert listed.exit_code == 0
+    assert f"{record.id}" in listed.stdout and "succeeded verified" in listed.stdout
+
+
+def test_backup_command_refuses_an_unknown_database(tmp_path: Path) -> None:
+    config = configure(tmp_path, "postgresql://127.0.0.1/x", (tmp_path / "b").as_uri())
+
+    result = CliRunner().invoke(app, ["backup", "--database", "billing", "-c", str(config)])
+
+    assert result.exit_code == 2
+    assert "no database named 'billing' under `databases:` (known: main)" in result.output

@@ -20,6 +20,7 @@ NOW = datetime(2024, 6, 15, 3, 0, tzinfo=UTC)
 OUTAGE = (date(2024, 5, 27), date(2024, 6, 5))  # no backups at all: a ten-day gap
 UNVERIFIED = {date(2024, 5, 20), date(2024, 4, 10)}
 FAILED = {date(2024, 6, 12)}
+UNUSED = "postgresql://postgres@127.0.0.1:5432/not_contacted"
 
 
 def nightly(day: date) -> datetime:
@@ -103,11 +104,11 @@ def test_the_newest_verified_backup_survives_when_newer_ones_are_bad() -> None:
 
 
 def test_prune_deletes_files_together_records_it_and_dry_run_changes_nothing(
-    tmp_path: Path, pg_database: str
+    tmp_path: Path,
 ) -> None:
     folder = tmp_path / "backups"
     rules = {"keep_last": 2, "keep_daily": 3, "keep_weekly": 0, "keep_monthly": 0}
-    config = str(configure(tmp_path, pg_database, folder.as_uri(), backup={"retention": rules}))
+    config = str(configure(tmp_path, UNUSED, folder.as_uri(), backup={"retention": rules}))
     days = [datetime.now(UTC).replace(microsecond=0) - timedelta(days=n) for n in range(6)]
     names = [backup_id("main", at) for at in days]
     with open_store(f"sqlite:///{tmp_path / 'vigil.db'}") as store, store.session() as session:
@@ -146,3 +147,6 @@ def test_prune_deletes_files_together_records_it_and_dry_run_changes_nothing(
     assert [e["id"] for e in json.loads(listed.stdout)] == names[:3]
     everything = CliRunner().invoke(app, ["backups", "--all", "--json", "-c", config])
     assert [e["deleted"] for e in json.loads(everything.stdout)] == [False] * 3 + [True] * 3
+    gone = CliRunner().invoke(app, ["restore", names[4], "--to", UNUSED, "-c", config])
+    assert gone.exit_code == 1
+    assert f"{names[4]} was deleted by retention at " in gone.output

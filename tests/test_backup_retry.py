@@ -55,7 +55,7 @@ def test_a_dump_killed_mid_upload_is_aborted_and_retried(
 ) -> None:
     quick_retries(monkeypatch)
     seed(pg_database)
-    add_bulk(pg_database, 300_000)
+    add_bulk(pg_database, 200_000)
     settings = {"endpoint_url": s3_server.url, "region": "us-east-1", "part_size": PART}
     config = configure(
         tmp_path,
@@ -77,5 +77,5 @@ def test_a_dump_killed_mid_upload_is_aborted_and_retried(
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert sorted(keys) == [f"vigil/main/{record.id}.dump", f"vigil/main/{record.id}.manifest.json"]
     rows = {t["name"]: t["rows"] for t in record.manifest["tables"]}  # type: ignore[index]
-    assert rows["public.bulk"] == 300_000
+    assert rows["public.bulk"] == 200_000
     assert summary["databases"][0]["verified"] is True

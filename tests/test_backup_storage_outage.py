@@ -112,12 +112,12 @@ def test_storage_outage_mid_upload_fails_alerts_and_leaves_old_backups_alone(
     settings = {"endpoint_url": own_s3.url, "region": "us-east-1", "part_size": PART}
     backup = {
         "s3": settings,
-        "compression": 9,  # a slower dump leaves time to pull the plug between parts
         "retention": {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0},
     }
-    config = configure(
-        tmp_path, pg_database, f"s3://{bucket}/vigil", hook=webhook_receiver.url, backup=backup
-    )
+    storage = f"s3://{bucket}/vigil"
+    # The slowest compression leaves time to pull the plug between parts.
+    slow = {**backup, "compression": 9}
+    config = configure(tmp_path, pg_database, storage, hook=webhook_receiver.url, backup=slow)
     store_url = f"sqlite:///{tmp_path / 'vigil.db'}"
     old_backups(store_url, own_s3, bucket)
     cut = when_parts_are_up(own_s3, bucket, own_s3.server.stop)
@@ -147,6 +147,7 @@ def test_storage_outage_mid_upload_fails_alerts_and_leaves_old_backups_alone(
     assert f"vigil/main/{new.id}.dump" not in stored_keys(own_s3, bucket)
     assert all(f"vigil/main/{name}.dump" in stored_keys(own_s3, bucket) for name in OLD)
 
+    config = configure(tmp_path, pg_database, storage, hook=webhook_receiver.url, backup=backup)
     state, _ = run(daily_backup, config_path=str(config))
 
     assert state.is_completed(), state.message

@@ -9,8 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from flows.backup import daily_backup
 from tests.backup_helpers import EXPECTED, backups, configure, counts, fresh_database, seed

@@ -833,6 +833,12 @@ def find_backup(store: Store, backup: str) -> Backup | None:
         return session.get(Backup, backup)
 
 
+def find_deletion(store: Store, backup: str) -> BackupDeletion | None:
+    with store.session() as session:
+        query = select(BackupDeletion).where(BackupDeletion.backup_id == backup)
+        return session.scalars(query.limit(1)).first()
+
+
 def start_record(
     store: Store, *, backup: str, database: str, created_at: datetime, flow_run_id: str | None
 ) -> None:

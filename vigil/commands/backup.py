@@ -9,7 +9,7 @@ next to each dump holds what the catalog holds).
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,14 +27,16 @@ from vigil.cliutil import (
 from vigil.config import Config
 from vigil.durations import format_duration, format_size
 
+if TYPE_CHECKING:
+    from tasks.storage import Storage
+
 DatabaseOption = Annotated[
     str | None,
     typer.Option("--database", "-d", help="Only this database (a name under `databases:`)."),
 ]
 
 backups_app = typer.Typer(
-    help="The backup catalog: what exists, where, and whether it was verified.",
-    no_args_is_help=False,
+    help="The backup catalog: what exists, where, and whether it was verified."
 )
 
 
@@ -49,7 +51,8 @@ def backup_command(
 ) -> None:
     """Back up every database now (or one), verify, prune; exit 1 if any backup is not good."""
     loaded = config_for(config)
-    _check_database(loaded, database, required=True)
+    _databases(loaded, database, "back up")
+    _storage(loaded)
     from flows.backup import daily_backup
 
     ok, summary, message = run_flow(
@@ -110,14 +113,13 @@ def prune_command(
 ) -> None:
     """Apply `backup.retention` now: delete what it does not keep (dump, manifest, config
     archive together) and record each deletion. The newest verified backup always stays."""
-    from tasks.storage import open_storage, prune
+    from tasks.storage import prune
     from vigil.backup import BackupError, candidates
     from vigil.store import open_store
 
     loaded = config_for(config)
-    _check_database(loaded, database, required=False)
-    names = [database] if database else [d.name for d in loaded.databases]
-    storage = open_storage(loaded.backup)
+    names = _databases(loaded, database, "prune")
+    storage = _storage(loaded)
     report: dict[str, Any] = {}
     with open_store(loaded.store.url) as store:
         for name in names:
@@ -183,8 +185,7 @@ def restore_command(
     target without --clean).
     """
     from tasks.pgtools import RestoreRefused, load_manifest, restore_backup
-    from tasks.storage import open_storage
-    from vigil.backup import BackupError, find_backup, parse_backup_id
+    from vigil.backup import BackupError, find_backup, find_deletion, parse_backup_id
     from vigil.store import open_store
 
     loaded = config_for(config)
@@ -196,11 +197,15 @@ def restore_command(
         fail(f"--to must be a postgresql:// URL, not {to!r}", 2)
     with open_store(loaded.store.url) as store:
         record = find_backup(store, backup_id)
+        deleted = find_deletion(store, backup_id)
+    if deleted is not None:
+        when = f"{deleted.deleted_at:%Y-%m-%d %H:%M} UTC"
+        fail(f"{backup_id} was deleted by retention at {when} ({deleted.reason}); pick another", 1)
     if record is not None and record.status != "succeeded":
         fail(
             f"{backup_id} {record.status}: {record.error or 'it never completed'}; pick another", 1
         )
-    storage = open_storage(loaded.backup)
+    storage = _storage(loaded)
     try:
         manifest = load_manifest(storage, backup_id)
         err.print(f"restoring {backup_id} into the target ...", markup=False)
@@ -242,9 +247,19 @@ def _print_report(report: Any, in_catalog: bool) -> None:
         out.print(line, markup=False)
 
 
-def _check_database(config: Config, name: str | None, *, required: bool) -> None:
-    if required and not config.databases:
-        fail("no databases to back up: add them under `databases:` in the config", 2)
-    if name is not None and config.database(name) is None:
-        known = ", ".join(d.name for d in config.databases) or "none are configured"
-        fail(f"no database named {name!r} under `databases:` (known: {known})", 2)
+def _databases(config: Config, name: str | None, action: str) -> list[str]:
+    """The databases named on the command line (all by default); unknown ones are exit 2."""
+    try:
+        return [d.name for d in config.databases_for(name, action)]
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+
+def _storage(config: Config) -> Storage:
+    """The configured storage; a URL that names no place is bad config (exit 2)."""
+    from tasks.storage import open_storage
+
+    try:
+        return open_storage(config.backup)
+    except ValueError as exc:
+        fail(str(exc), 2)
