@@ -225,7 +225,7 @@ class S3Settings(Model):
     sse: Literal["AES256", "aws:kms"] | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
-    part_size: Size = 32 * 1024**2
+    part_size: Size = 16 * 1024**2  # two parts in flight: 16 MiB keeps a backup under 200 MB
 
     @field_validator("part_size")
     @classmethod
