@@ -43,44 +43,39 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
     """The deployments this config asks for, ready for `prefect.serve`."""
     from flows.backup import daily_backup
     from flows.deploy import deploy_verify
-    from flows.restore_test import weekly_restore_test
     from flows.report import weekly_report
+    from flows.restore_test import weekly_restore_test
     from flows.sweep import uptime_sweep
+
+    def scheduled(flow: Any, name: str, description: str, **when: Any) -> Any:
+        """A duty run on its schedule, one run at a time, reading the config at `config_path`."""
+        return flow.to_deployment(
+            name=name,
+            parameters={"config_path": config_path},
+            tags=TAGS[name],
+            concurrency_limit=one_at_a_time(),
+            description=description,
+            **when,
+        )
 
     deployments = []
     if config.monitors:
+        every = max(config.sweep.every, timedelta(seconds=10))
         deployments.append(
-            uptime_sweep.to_deployment(
-                name="uptime-sweep",
-                interval=max(config.sweep.every, timedelta(seconds=10)),
-                parameters={"config_path": config_path},
-                tags=TAGS["uptime-sweep"],
-                concurrency_limit=one_at_a_time(),
-                description="Check every monitor once; alert on state changes.",
-            )
+            scheduled(uptime_sweep, "uptime-sweep", "Check every monitor once.", interval=every)
         )
     if config.databases:
-        deployments.append(
-            daily_backup.to_deployment(
-                name="daily-backup",
-                schedule=cron(config.backup.schedule, config.timezone),
-                parameters={"config_path": config_path},
-                tags=TAGS["daily-backup"],
-                concurrency_limit=one_at_a_time(),
-                description="Back up every database, verify it, prune old backups.",
-            )
-        )
-        deployments.append(
-            weekly_restore_test.to_deployment(
-                name="weekly-restore-test",
-                schedule=cron(config.restore_test.schedule, config.timezone),
-                parameters={"config_path": config_path},
-                tags=TAGS["weekly-restore-test"],
-                concurrency_limit=one_at_a_time(),
-                description="Restore the newest verified backup into a scratch database "
-                "and prove it is complete.",
-            )
-        )
+        backup = cron(config.backup.schedule, config.timezone)
+        restore = cron(config.restore_test.schedule, config.timezone)
+        deployments += [
+            scheduled(daily_backup, "daily-backup", "Back up, verify, prune.", schedule=backup),
+            scheduled(
+                weekly_restore_test,
+                "weekly-restore-test",
+                "Restore the newest verified backup and prove it is complete.",
+                schedule=restore,
+            ),
+        ]
     if config.deploys:
         deployments.append(
             deploy_verify.to_deployment(
@@ -91,15 +86,9 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
                 "Start it from the UI form, `prefect deployment run` or a CI step.",
             )
         )
+    report = cron(config.report.schedule, config.timezone)
     deployments.append(
-        weekly_report.to_deployment(
-            name="weekly-report",
-            schedule=cron(config.report.schedule, config.timezone),
-            parameters={"config_path": config_path},
-            tags=TAGS["weekly-report"],
-            concurrency_limit=one_at_a_time(),
-            description="Uptime, SLOs, backups, restore tests, drills and deploys of the week.",
-        )
+        scheduled(weekly_report, "weekly-report", "The week's uptime and duties.", schedule=report)
     )
     return deployments
 
