@@ -38,14 +38,8 @@ class ReportSettings:
 
     @classmethod
     def of(cls, config: Config) -> ReportSettings:
-        section = getattr(config, "report", None)
-        if section is None:
-            return cls()
-        return cls(
-            days=getattr(section, "days", cls.days),
-            severity=getattr(section, "severity", cls.severity),
-            channels=getattr(section, "channels", None) or None,
-        )
+        section = config.report
+        return cls(days=section.days, severity=section.severity, channels=section.channels or None)
 
 
 def _run_name() -> str:

@@ -3,7 +3,6 @@ a config pointing at it; catalog and artifact readers; quick retries for fault t
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,21 +113,6 @@ def verifications(tmp_path: Path) -> list[BackupVerification]:
 def deletions(tmp_path: Path) -> list[BackupDeletion]:
     with open_store(store_url(tmp_path)) as store, store.session() as session:
         return list(session.scalars(select(BackupDeletion).order_by(BackupDeletion.id)))
-
-
-def latest_artifact(key: str) -> list[dict[str, Any]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
-
-    with get_client(sync_client=True) as client:
-        found = client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key]))
-        )
-    assert found, f"no artifact {key!r}"
-    data = found[0].data
-    rows = json.loads(data) if isinstance(data, str) else data
-    assert isinstance(rows, list)
-    return rows
 
 
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -25,3 +26,19 @@ def run(flow: Any, **parameters: Any) -> tuple[Any, Any]:
     """Run a flow for real; return (final state, summary)."""
     state = flow(**parameters, return_state=True)
     return state, state.result(raise_on_failure=False)
+
+
+def table_artifact(key: str) -> list[dict[str, Any]]:
+    """The rows of the newest table artifact with this key, read through the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key]))
+        )
+    assert found, f"no artifact {key!r}"
+    data = found[0].data
+    rows = json.loads(data) if isinstance(data, str) else data
+    assert isinstance(rows, list)
+    return rows

@@ -16,11 +16,11 @@ from tests.backup_helpers import (
     EXPECTED,
     backups,
     configure,
-    latest_artifact,
     seed,
     verifications,
 )
 from tests.fixtures.receivers import HttpReceiver
+from tests.helpers import table_artifact
 from vigil.cli import app
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -87,7 +87,7 @@ def test_backup_to_a_folder_is_complete_verified_and_announced(
     checksum = next(c for c in details if c["name"] == "checksum")
     assert checksum["expected"] == checksum["observed"] == record.sha256
 
-    [row] = latest_artifact("daily-backup")
+    [row] = table_artifact("daily-backup")
     assert (row["database"], row["backup"], row["verification"]) == ("main", record.id, "verified")
     assert row["rows"] == sum(EXPECTED.values())
 

@@ -4,7 +4,6 @@ a dry run changes nothing. Notifications are observed at a real webhook receiver
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from sqlalchemy import select
 
 from tests.deploy_helpers import LocalApp, rollback, verify, write_config
 from tests.fixtures.receivers import HttpReceiver
+from tests.helpers import table_artifact
 from vigil.store import DeployMeasurement, DeployVerification, open_store
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -53,22 +53,6 @@ def measurements(store_url: str, verification_id: int) -> list[str]:
             .order_by(DeployMeasurement.measured_at)
         )
         return list(session.scalars(query))
-
-
-def table_artifact(key: str) -> list[dict[str, str]]:
-    """The rows of the newest table artifact with this key."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
-
-    with get_client(sync_client=True) as client:
-        found = client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key]))
-        )
-    assert found, f"no artifact {key!r}"
-    data = found[0].data
-    rows = json.loads(data) if isinstance(data, str) else data
-    assert isinstance(rows, list)
-    return rows
 
 
 def test_good_release_passes(

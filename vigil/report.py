@@ -388,10 +388,7 @@ class MonitorSummary:
 
 def slo_target(monitor: Monitor, config: Config) -> float | None:
     """The monitor's own `slo`, else the config's global one (a percent), else none."""
-    if monitor.slo is not None:
-        return monitor.slo
-    target = getattr(config, "slo", None)
-    return float(target) if target is not None else None
+    return monitor.slo if monitor.slo is not None else config.slo
 
 
 def slo_view(target: float | None, measured_s: float, down_s: float) -> Slo | None:

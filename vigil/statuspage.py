@@ -73,16 +73,8 @@ class Settings:
 
     @classmethod
     def of(cls, config: Config) -> Settings:
-        section = getattr(config, "status_page", None)
-        if section is None:
-            return cls()
-        return cls(
-            **{
-                name: getattr(section, name)
-                for name in cls.__dataclass_fields__
-                if getattr(section, name, None) is not None
-            }
-        )
+        section = config.status_page
+        return cls(**{name: getattr(section, name) for name in cls.__dataclass_fields__})
 
 
 # --- what the page says ---------------------------------------------------------------------
