@@ -27,8 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.tasks import exponential_backoff
 
-from flows.deploy import ensure_lock
-from tasks.deploy import notify
+from tasks.notify import notify
 from tasks.pgtools import Dumped, dump, read_stored
 from tasks.storage import (
     Storage,
@@ -67,7 +66,7 @@ from vigil.backup import (
 from vigil.config import Config, Database, load_config
 from vigil.durations import format_duration
 from vigil.redact import redact
-from vigil.runtime import flow_run_id, outcome
+from vigil.runtime import ensure_lock, flow_run_id, outcome
 from vigil.store import Store, open_store
 
 ARTIFACT_KEY = "daily-backup"

@@ -14,7 +14,6 @@ anything.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +24,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.concurrency.sync import concurrency
 
-from tasks.deploy import http_checks, measure, notify, roll_back
+from tasks.deploy import http_checks, measure, roll_back
+from tasks.notify import notify
 from vigil.config import Config, DeployTarget, Rollback, load_config
 from vigil.deploy import (
     Limits,
@@ -45,7 +45,7 @@ from vigil.deploy import (
 from vigil.durations import format_duration
 from vigil.notify import Alert
 from vigil.rollback import Plan, Request, plan_rollback
-from vigil.runtime import flow_run_id, flow_run_link, outcome
+from vigil.runtime import ensure_lock, flow_run_id, flow_run_link, outcome
 from vigil.store import DeployVerification, Store, open_store
 
 # Characters Prefect refuses in a concurrency limit's name.
@@ -271,38 +271,6 @@ def target_lock(store: Store, target: str, deploy: DeployTarget) -> Iterator[Non
         if acquired:
             raise
         raise DeployLocked(_locked_message(store, target, deploy)) from exc
-
-
-def ensure_lock(name: str) -> None:
-    """`concurrency` only holds runs back when the limit exists: create it with limit 1 on
-    first use, and put back one that was loosened or switched off by hand."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import (
-        GlobalConcurrencyLimitCreate,
-        GlobalConcurrencyLimitUpdate,
-    )
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            existing = client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            # A run starting at the same moment may create it first: that one is as good.
-            with contextlib.suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=1)
-                )
-            return
-        if existing.limit != 1 or not existing.active:
-            get_run_logger().warning(
-                "concurrency limit %r had limit %s (active: %s); setting it back to 1, active",
-                name,
-                existing.limit,
-                existing.active,
-            )
-            client.update_global_concurrency_limit(
-                name, GlobalConcurrencyLimitUpdate(limit=1, active=True)
-            )
 
 
 def _locked_message(store: Store, target: str, deploy: DeployTarget) -> str:

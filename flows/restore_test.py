@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.deploy import notify
+from tasks.notify import notify
 from tasks.storage import Storage, open_storage
 from vigil import restore_test as rt
 from vigil.backup import BackupError, CatalogEntry, parse_backup_id

@@ -25,13 +25,10 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError
 
 from tasks.http import certificate_left, probe_http
-from vigil.alerts import send_alert
 from vigil.conditions import Condition, Observation, evaluate_all, parse_condition
-from vigil.config import Config, DeployTarget, Monitor, ProcessCheck, Rollback
+from vigil.config import DeployTarget, Monitor, ProcessCheck, Rollback
 from vigil.deploy import CheckOutcome, Measurement, classify_http, classify_process
-from vigil.notify import Alert
 from vigil.rollback import Plan, Result, execute_rollback, run_command
-from vigil.store import open_store
 from vigil.store.models import utcnow
 
 PAGE_CONDITIONS = ["[STATUS] == 200"]
@@ -66,14 +63,6 @@ def measure(target: str, release: str | None, number: int, deploy: DeployTarget)
 )
 def roll_back(rollback: Rollback, plan: Plan) -> Result:
     return execute_rollback(rollback, plan)
-
-
-@task(name="notify", cache_policy=NO_CACHE)
-def notify(config: Config, alert: Alert) -> int:
-    """Send the run's final alert; returns how many channels got it."""
-    with open_store(config.store.url) as store:
-        deliveries = send_alert(config, store, alert)
-    return sum(d.status == "sent" for d in deliveries)
 
 
 def take_measurement(target: str, deploy: DeployTarget) -> Measurement:
