@@ -21,6 +21,7 @@ TAGS = {
     "deploy-verify": ["vigil", "deploy"],
     "daily-backup": ["vigil", "backup"],
     "weekly-restore-test": ["vigil", "restore-test"],
+    "dr-drill": ["vigil", "drill"],
 }
 
 

@@ -1,0 +1,443 @@
+"""The monthly disaster-recovery drill, as the runbook it replaces: declare the disaster
+(the clock starts), locate the offsite backups, restore and prove each database, probe the
+fallbacks, start the app on the restored data, run the runbook's steps, tear everything
+down, then judge RTO and RPO and write the after-action report (artifact `dr-drill`, the
+records store, `vigil drill --report FILE`) and tell people the verdict.
+
+Each phase is a task: a phase that found a problem ends Failed in the UI and the drill goes
+on with the phases that can still run. Teardown runs whatever happened; a drill cancelled
+or crashed mid-way is cleaned up by its state hooks, and by the next drill at the latest.
+The decisions and the PostgreSQL and process work live in `vigil.drill`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.notify import notify
+from tasks.storage import Storage, open_storage
+from vigil import drill
+from vigil import restore_test as rt
+from vigil.backup import describe_url
+from vigil.config import Config, RunbookStep, load_config, resolve_path
+from vigil.durations import format_duration
+from vigil.notify import Alert
+from vigil.runtime import as_is, flow_run_id, flow_run_link, outcome
+from vigil.store import Store, open_store
+
+DUTY = "dr-drill"
+ARTIFACT_KEY = "dr-drill"
+
+
+def _run_name() -> str:
+    return "drill " + datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+class PhaseFailed(Exception):
+    """Raised by a phase task that found problems, so the task run shows Failed; it carries
+    the phase so the drill keeps its findings and goes on."""
+
+    def __init__(self, phase: drill.Phase) -> None:
+        super().__init__("; ".join(phase.problems()) or phase.name)
+        self.phase = phase
+
+
+def _finish(phase: drill.Phase) -> drill.Phase:
+    if not phase.ok:
+        raise PhaseFailed(phase)
+    return phase
+
+
+def _run(task_: Any, phase: drill.Phase, *args: Any) -> drill.Phase:
+    """Run a phase task on the drill's own objects (`as_is`: Prefect must not copy what the
+    phase fills in); a task that broke outside its phase keeps that as the phase's error."""
+    state = task_(as_is(phase), *(as_is(a) for a in args), return_state=True)
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, BaseException) and not isinstance(value, PhaseFailed):
+        phase.error = phase.error or repr(value)
+        phase.finished_at = phase.finished_at or datetime.now(UTC)
+    return phase
+
+
+# --- phase tasks --------------------------------------------------------------------------------
+
+
+@task(name="locate offsite backups", cache_policy=NO_CACHE)
+def locate_backups(
+    phase: drill.Phase, config: Config, store: Store, result: drill.Result
+) -> drill.Phase:
+    with drill.timed(phase):
+        problem = drill.offsite_problem(config)
+        if problem:
+            phase.fail(problem, "offsite storage")
+        else:
+            storage = open_storage(config.backup)
+            for recovery in result.recoveries:
+                recovery.entry, findings = drill.locate(
+                    store, storage, recovery.database, result.declared_at, result.rpo
+                )
+                phase.findings += findings
+    return _finish(phase)
+
+
+@task(name="restore and verify", task_run_name="restore {recovery.database}", cache_policy=NO_CACHE)
+def restore_database(
+    phase: drill.Phase,
+    admin: Any,
+    storage: Storage,
+    config: Config,
+    target: str,
+    recovery: drill.Recovery,
+    timeout: float,
+) -> drill.Phase:
+    """Checksum, pg_restore into a fresh database, then the restore test's checks."""
+    with drill.timed(phase), drill.workdir() as folder:
+        phase.findings += drill.restore(admin, storage, config, target, recovery, folder, timeout)
+    return _finish(phase)
+
+
+@task(name="check fallbacks", cache_policy=NO_CACHE)
+def check_fallbacks(phase: drill.Phase, config: Config) -> drill.Phase:
+    with drill.timed(phase):
+        phase.findings += drill.probe(drill.fallback_monitors(config))
+    return _finish(phase)
+
+
+@task(name="start the app on the restored data", cache_policy=NO_CACHE)
+def check_app(
+    phase: drill.Phase, config: Config, env: dict[str, str], cwd: Path, logs: Path
+) -> drill.Phase:
+    assert config.drill.app_check is not None
+    with drill.timed(phase):
+        phase.findings.append(drill.app_check(config.drill.app_check, env, cwd, logs))
+    return _finish(phase)
+
+
+@task(name="runbook step", task_run_name="step: {step.name}", cache_policy=NO_CACHE)
+def run_step(
+    phase: drill.Phase, step: RunbookStep, env: dict[str, str], cwd: Path, logs: Path
+) -> drill.Phase:
+    with drill.timed(phase):
+        phase.findings.append(drill.run_step(step, env, cwd, logs))
+    return _finish(phase)
+
+
+@task(name="tear down", cache_policy=NO_CACHE)
+def tear_down(phase: drill.Phase, admin: Any, created: list[str]) -> drill.Phase:
+    """Drop the drill's databases and stop its processes: always, after any outcome."""
+    with drill.timed(phase):
+        stopped = drill.stop_remembered()
+        if stopped:
+            phase.findings.append(
+                rt.Finding("processes", True, "none left", f"stopped {len(stopped)} group(s)")
+            )
+        if admin is not None:
+            problems = drill.drop_all(admin, created)
+            left = [n for n in drill.drill_databases(admin) if n in created]
+            for problem in problems:
+                phase.fail(problem, "databases")
+            if not problems:
+                observed = f"dropped {', '.join(created) or 'nothing'}"
+                phase.findings.append(rt.Finding("databases", not left, "none left", observed))
+    return _finish(phase)
+
+
+# --- the flow -----------------------------------------------------------------------------------
+
+
+def cleanup_hook(flow_: Any, flow_run: Any, state: Any) -> None:
+    """On cancellation or crash: drop every drill database on the rehearsal server and stop
+    the drill's processes (the run that made them is gone, and one drill runs at a time)."""
+    try:
+        config = load_config(flow_run.parameters.get("config_path"))
+        drill.stop_remembered()
+        target = config.drill.target_url or config.restore_test.scratch_url
+        if target:
+            import psycopg
+
+            with psycopg.connect(target, autocommit=True, connect_timeout=10) as admin:
+                drill.drop_all(admin, drill.drill_databases(admin))
+    except Exception as exc:  # a hook must not raise; the next drill cleans up anyway
+        print(f"dr-drill cleanup after {state.name}: {exc!r}")
+
+
+@flow(
+    name=DUTY,
+    flow_run_name=_run_name,
+    log_prints=False,
+    on_cancellation=[cleanup_hook],
+    on_crashed=[cleanup_hook],
+)
+def dr_drill(config_path: str | None = None) -> Any:
+    """Rehearse losing production: recover from the offsite copy against the clock."""
+    declared = datetime.now(UTC)
+    config = load_config(config_path)
+    settings = config.drill
+    target = settings.target_url or config.restore_test.scratch_url
+    result = drill.Result(
+        declared,
+        settings.rto,
+        settings.rpo,
+        describe_url(target) if target else None,
+        config.backup.storage,
+        recoveries=[drill.Recovery(d.name) for d in config.databases_for(None, "drill")],
+    )
+    cwd = resolve_path(config_path).parent
+    with open_store(config.store.url) as store:
+        result.previous = drill.previous(store)
+        with tempfile.TemporaryDirectory(prefix="vigil-drill-logs-") as logs:
+            run_drill(config, store, result, target, cwd, Path(logs))
+        result.finished_at = datetime.now(UTC)
+        report = markdown(result)
+        drill.record(store, result, report, flow_run_id())
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=report, description=result.headline())
+    notify(as_is(config), alert_for(result))
+    summary = {"headline": result.headline(), "report": report, **result.as_json()}
+    problem = {drill.FAILED: "RecoveryFailed", drill.MISSED: "ObjectiveMissed"}.get(result.status)
+    findings = result.status == drill.FINDINGS
+    return outcome(problem, summary, result.headline(), degraded=findings)
+
+
+def run_drill(
+    config: Config, store: Store, result: drill.Result, target: str | None, cwd: Path, logs: Path
+) -> None:
+    """Phases 1 to 6; teardown runs whatever happened in the others."""
+    _run(locate_backups, result.phase("locate offsite backups"), config, store, result)
+    created: list[str] = []
+    with ExitStack() as held:
+        admin = None
+        try:
+            admin = _open(held, target, result)
+            if admin is not None:
+                _restore_all(config, admin, target or "", result, created)
+            run_probes(config, result, cwd, logs)
+        finally:
+            _run(tear_down, result.phase("tear down", recovery=False), admin, created)
+
+
+def _open(held: ExitStack, target: str | None, result: drill.Result) -> Any:
+    """Take the drill lock on the rehearsal server (held until after teardown) and drop
+    what a crashed drill left; None when the server cannot be used."""
+    phase = result.phase("prepare the rehearsal server")
+    admin = None
+    with drill.timed(phase):
+        if target is None:
+            raise drill.DrillError(
+                "drill.target_url is not set: name a server to rehearse the recovery on"
+            )
+        admin = held.enter_context(drill.rehearsal_session(target))
+        leftovers = drill.drill_databases(admin)
+        for problem in drill.drop_all(admin, leftovers):
+            phase.fail(problem, "leftovers")
+        stopped = drill.stop_remembered()
+        observed = ", ".join([*leftovers, *(f"process group {p}" for p in stopped)]) or "none"
+        phase.findings.append(rt.Finding("leftovers", True, "dropped", observed))
+    if phase.error:
+        get_run_logger().error("the drill cannot use the rehearsal server: %s", phase.error)
+        return None
+    return admin
+
+
+def _restore_all(
+    config: Config, admin: Any, target: str, result: drill.Result, created: list[str]
+) -> None:
+    storage = open_storage(config.backup) if drill.offsite_problem(config) is None else None
+    hard_limit = result.rto * drill.HARD_LIMIT_FACTOR
+    for recovery in result.recoveries:
+        phase = result.phase(f"restore {recovery.database}")
+        if recovery.entry is None or storage is None:
+            phase.skipped = "no offsite backup located"
+            phase.fail(f"database {recovery.database} not recovered: no offsite backup located")
+            phase.finished_at = datetime.now(UTC)
+            continue
+        left = (result.declared_at + hard_limit - datetime.now(UTC)).total_seconds()
+        _run(restore_database, phase, admin, storage, config, target, recovery, left)
+        if recovery.restored_as:
+            created.append(recovery.restored_as)
+
+
+def run_probes(config: Config, result: drill.Result, cwd: Path, logs: Path) -> None:
+    """Phases 3 to 5: fallbacks, the app on the restored data, the runbook's steps."""
+    settings = config.drill
+    if settings.fallbacks:
+        _run(check_fallbacks, result.phase("check fallbacks"), config)
+    env = database_env(config, result)
+    if settings.app_check is not None:
+        phase = result.phase("app check")
+        if "VIGIL_DRILL_DATABASE_URL" not in env:
+            phase.skipped = "no database was restored"
+            phase.fail("app check not run: no database was restored to start it against")
+            phase.finished_at = datetime.now(UTC)
+        else:
+            _run(check_app, phase, config, env, cwd, logs)
+    for step in settings.steps:
+        _run(run_step, result.phase(f"step {step.name}"), step, env, cwd, logs)
+
+
+def database_env(config: Config, result: drill.Result) -> dict[str, str]:
+    """`VIGIL_DRILL_DATABASE_URL` (the first restored database) and one
+    `VIGIL_DRILL_DATABASE_URL_<NAME>` per restored database, for the app and the steps."""
+    target = config.drill.target_url or config.restore_test.scratch_url
+    env: dict[str, str] = {}
+    for recovery in result.recoveries:
+        if target and recovery.restored_as:
+            url = rt.database_url(target, recovery.restored_as)
+            env.setdefault("VIGIL_DRILL_DATABASE_URL", url)
+            key = "".join(c if c.isalnum() else "_" for c in recovery.database.upper())
+            env[f"VIGIL_DRILL_DATABASE_URL_{key}"] = url
+    return env
+
+
+# --- telling people -----------------------------------------------------------------------------
+
+
+def alert_for(result: drill.Result) -> Alert:
+    """Always one notification: `critical` when recovery failed, `high` when an objective
+    was missed or a phase found a problem, otherwise an informational pass."""
+    severity, kind = {
+        drill.FAILED: ("critical", "problem"),
+        drill.MISSED: ("high", "problem"),
+        drill.FINDINGS: ("high", "problem"),
+    }.get(result.status, ("low", "info"))
+    items = result.action_items()
+    fields = {
+        "RTO": _figure(result.rto_s, result.rto, result.rto_met),
+        "RPO": _figure(result.rpo_s, result.rpo, result.rpo_met),
+    }
+    return Alert(
+        title=f"DR drill {result.status}",
+        severity=severity,  # type: ignore[arg-type]
+        duty=DUTY,
+        subject="disaster-recovery drill",
+        summary=items[0] if items else result.headline(),
+        details=items[1:],
+        fields=fields,
+        kind=kind,  # type: ignore[arg-type]
+        flow_run_url=flow_run_link(),
+    )
+
+
+def _figure(seconds: float | None, target: Any, met: bool) -> str:
+    achieved = "n/a" if seconds is None else format_duration(seconds)
+    return f"{achieved} ({'met' if met else 'MISSED'}, target {format_duration(target)})"
+
+
+def markdown(result: drill.Result) -> str:
+    """The after-action report: scope, timeline, objectives, findings, actions, comparison."""
+    sections: list[Callable[[drill.Result], list[str]]] = [
+        _scope,
+        _objectives,
+        _timeline,
+        _findings,
+        _actions,
+        _comparison,
+    ]
+    lines = [f"# DR drill {result.declared_at:%Y-%m-%d %H:%M} UTC: **{result.status.upper()}**"]
+    for section in sections:
+        lines += ["", *section(result)]
+    return "\n".join(lines) + "\n"
+
+
+def _scope(result: drill.Result) -> list[str]:
+    databases = ", ".join(f"`{r.database}`" for r in result.recoveries) or "none"
+    lines = [
+        "## Scope and objectives",
+        "",
+        f"- declared: {result.declared_at:%Y-%m-%d %H:%M:%S} UTC",
+        f"- databases: {databases}",
+        f"- recovered from: {result.storage}",
+        f"- rehearsal server: {result.target or 'not set'}",
+        f"- objectives: RTO {format_duration(result.rto)}, RPO {format_duration(result.rpo)}",
+    ]
+    for r in result.recoveries:
+        backup = r.entry.id if r.entry else "none located"
+        point = f", newest row {r.recovery_point:%Y-%m-%d %H:%M:%S} UTC" if r.recovery_point else ""
+        lines.append(f"- `{r.database}`: backup `{backup}`{point}")
+    return lines
+
+
+def _objectives(result: drill.Result) -> list[str]:
+    data = result.data_rpo_s
+    data_line = (
+        [f"| RPO (newest row) | {format_duration(data)} | {format_duration(result.rpo)} | - |"]
+        if data is not None
+        else []
+    )
+    return [
+        "## Objectives",
+        "",
+        "| objective | achieved | target | verdict |",
+        "|---|---|---|---|",
+        f"| RTO | {_dur(result.rto_s)} | {format_duration(result.rto)} | "
+        f"{'met' if result.rto_met else '**MISSED**'} |",
+        f"| RPO | {_dur(result.rpo_s)} | {format_duration(result.rpo)} | "
+        f"{'met' if result.rpo_met else '**MISSED**'} |",
+        *data_line,
+    ]
+
+
+def _timeline(result: drill.Result) -> list[str]:
+    lines = ["## Timeline", "", "| phase | start (+) | duration | result |", "|---|---|---|---|"]
+    for p in result.phases:
+        offset = format_duration((p.started_at - result.declared_at).total_seconds())
+        verdict = p.verdict if p.verdict != "FAILED" else "**FAILED**"
+        lines.append(f"| {_cell(p.name)} | +{offset} | {_dur(p.duration_s)} | {verdict} |")
+    return lines
+
+
+def _findings(result: drill.Result) -> list[str]:
+    lines = [
+        "## Findings",
+        "",
+        "| phase | check | ok | expected | observed |",
+        "|---|---|---|---|---|",
+    ]
+    for p in result.phases:
+        if p.error:
+            lines.append(f"| {_cell(p.name)} | error | **NO** | - | {_cell(p.error)} |")
+        for f in p.findings:
+            ok = "yes" if f.ok else "**NO**"
+            lines.append(
+                f"| {_cell(p.name)} | {_cell(f.name)} | {ok} | {_cell(f.expected)} | "
+                f"{_cell(f.observed)} |"
+            )
+    return lines
+
+
+def _actions(result: drill.Result) -> list[str]:
+    items = result.action_items()
+    return ["## Action items", "", *([f"- [ ] {_cell(i)}" for i in items] or ["- none"])]
+
+
+def _comparison(result: drill.Result) -> list[str]:
+    before = result.previous
+    if before is None:
+        return ["## Previous drill", "", "- none on record: this is the first drill"]
+    return [
+        "## Previous drill",
+        "",
+        "| | previous | this drill |",
+        "|---|---|---|",
+        f"| date | {before['started_at'][:16].replace('T', ' ')} | "
+        f"{result.declared_at:%Y-%m-%d %H:%M} |",
+        f"| status | {before['status']} | {result.status} |",
+        f"| RTO | {_dur(before['rto_s'])} | {_dur(result.rto_s)} |",
+        f"| RPO | {_dur(before['rpo_s'])} | {_dur(result.rpo_s)} |",
+    ]
+
+
+def _dur(seconds: float | None) -> str:
+    return "n/a" if seconds is None else format_duration(seconds)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
