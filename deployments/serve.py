@@ -44,6 +44,7 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
     """The deployments this config asks for, ready for `prefect.serve`."""
     from flows.backup import daily_backup
     from flows.deploy import deploy_verify
+    from flows.drill import dr_drill
     from flows.report import weekly_report
     from flows.restore_test import weekly_restore_test
     from flows.sweep import uptime_sweep
@@ -75,6 +76,12 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
                 "weekly-restore-test",
                 "Restore the newest verified backup and prove it is complete.",
                 schedule=restore,
+            ),
+            scheduled(
+                dr_drill,
+                "dr-drill",
+                "Recover from the offsite copy against the clock; report RTO and RPO.",
+                schedule=cron(config.drill.schedule, config.timezone),
             ),
         ]
     if config.deploys:

@@ -5,6 +5,7 @@ nothing left behind: no `vigil_drill_` database, no process."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import sys
@@ -373,3 +374,29 @@ def _latest_markdown(key: str) -> str:
         )
     assert found
     return str(found[0].data)
+
+
+def test_vigil_drill_writes_the_report_and_exits_by_the_verdict(
+    drills: Drills, tmp_path: Path, http_target: HttpTarget
+) -> None:
+    from typer.testing import CliRunner
+
+    from vigil.cli import app
+
+    report = tmp_path / "drill.md"
+    config = drills.config(fallbacks=[http_target.set("/ok", 200)])
+
+    result = CliRunner().invoke(app, ["drill", "-c", config, "--report", str(report)])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("DR drill passed: RTO ")
+    text = report.read_text()
+    assert text.startswith("# DR drill ") and "## Timeline" in text and "check fallbacks" in text
+    assert text == drills.records()[-1].report
+
+    config = drills.config(fallbacks=[http_target.set("/down", 503)])
+    result = CliRunner().invoke(app, ["drill", "-c", config, "--json"])
+
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["status"] == "findings" and document["action_items"]

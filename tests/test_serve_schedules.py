@@ -17,6 +17,7 @@ def test_example_config_serves_each_duty_on_its_schedule() -> None:
         "uptime-sweep",
         "daily-backup",
         "weekly-restore-test",
+        "dr-drill",
         "weekly-report",
     }
     backup = deployments["daily-backup"].schedules[0].schedule
@@ -38,9 +39,11 @@ def test_first_sunday_of_the_month_really_means_that() -> None:
     from prefect._vendor.croniter import croniter
 
     config = parse_config("databases: [{name: main, url: 'postgresql://127.0.0.1/x'}]")
-    schedule = build_deployments(config, "/x.yaml")[1].schedules[0].schedule
-    assert schedule.day_or is False
-    dates = croniter("0 3 1-7 * 0", datetime(2026, 11, 24, tzinfo=UTC), day_or=schedule.day_or)
+    deployments = {d.name: d for d in build_deployments(config, "/x.yaml")}
+    schedule = deployments["dr-drill"].schedules[0].schedule
+    assert (schedule.cron, schedule.day_or, schedule.timezone) == ("0 3 1-7 * 0", False, "UTC")
+    start = datetime(2026, 11, 24, tzinfo=UTC)
+    dates = croniter(schedule.cron, start, day_or=schedule.day_or)
     upcoming = [dates.get_next(datetime) for _ in range(12)]
     assert all(d.weekday() == 6 and d.day <= 7 for d in upcoming)
     assert [d.month for d in upcoming] == [12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
