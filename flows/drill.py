@@ -154,7 +154,7 @@ def tear_down(phase: drill.Phase, admin: Any, created: list[str]) -> drill.Phase
 # --- the flow -----------------------------------------------------------------------------------
 
 
-def cleanup_hook(flow_: Any, flow_run: Any, state: Any) -> None:
+def cleanup_hook(flow: Any, flow_run: Any, state: Any) -> None:
     """On cancellation or crash: drop every drill database on the rehearsal server and stop
     the drill's processes (the run that made them is gone, and one drill runs at a time)."""
     try:

@@ -111,9 +111,9 @@ class Drills:
         return state, summary
 
     def records(self) -> list[Drill]:
-        with open_store(f"sqlite:///{self.tmp_path / 'vigil.db'}") as store:
-            with store.session() as session:
-                return list(session.scalars(select(Drill).order_by(Drill.id)))
+        url = f"sqlite:///{self.tmp_path / 'vigil.db'}"
+        with open_store(url) as store, store.session() as session:
+            return list(session.scalars(select(Drill).order_by(Drill.id)))
 
     def alerts(self) -> list[dict[str, Any]]:
         assert self.hook is not None
