@@ -6,6 +6,7 @@ nothing left behind: no `vigil_drill_` database, no process."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import sys
@@ -400,3 +401,38 @@ def test_vigil_drill_writes_the_report_and_exits_by_the_verdict(
     assert result.exit_code == 1
     document = json.loads(result.stdout)
     assert document["status"] == "findings" and document["action_items"]
+
+
+def test_a_drill_killed_mid_way_is_cleaned_up_by_the_next(
+    drills: Drills, tmp_path: Path, pg_server_url: str
+) -> None:
+    """kill -9 leaves the drill database and the step's process; the next drill drops and
+    stops them before it starts (one drill at a time holds the rehearsal server's lock)."""
+    import subprocess
+
+    from prefect.settings import PREFECT_API_URL
+
+    pid = tmp_path / "step.pid"
+    step = {"name": "hang", "command": f"echo $$ > {pid}; exec sleep 60", "timeout": "5m"}
+    config = drills.config(steps=[step])
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    vigil = Path(sys.executable).with_name("vigil")
+    process = subprocess.Popen([str(vigil), "drill", "-c", config], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not pid.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pid.exists(), "the drill never reached its step"
+        process.kill()
+        process.wait()
+        [left] = drill_databases(pg_server_url)
+        assert _alive(pid)
+
+        _, summary = drills.drill()
+
+        prepare = by_phase(summary)["prepare the rehearsal server"]
+        assert left in prepare["findings"][0]["observed"]
+        assert "process group" in prepare["findings"][0]["observed"]
+        assert not _alive(pid)
+    finally:
+        process.kill()
