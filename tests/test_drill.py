@@ -436,3 +436,29 @@ def test_a_drill_killed_mid_way_is_cleaned_up_by_the_next(
         assert not _alive(pid)
     finally:
         process.kill()
+
+
+def test_a_restore_failure_is_the_restore_phase_finding_and_the_drill_goes_on(
+    drills: Drills, http_target: HttpTarget
+) -> None:
+    client = drills.s3.client()
+    [key] = [
+        o["Key"]
+        for o in client.list_objects_v2(Bucket=drills.bucket)["Contents"]
+        if o["Key"].endswith(".dump")
+    ]
+    original = client.get_object(Bucket=drills.bucket, Key=key)["Body"].read()
+    client.put_object(Bucket=drills.bucket, Key=key, Body=original[: len(original) // 2])
+    try:
+        state, summary = drills.drill(fallbacks=[http_target.set("/ok", 200)])
+    finally:
+        client.put_object(Bucket=drills.bucket, Key=key, Body=original)
+
+    assert state.name == "RecoveryFailed" and summary["status"] == "failed"
+    phases = by_phase(summary)
+    restore = phases[f"restore {drills.name}"]
+    assert restore["verdict"] == "FAILED" and "checksum mismatch" in restore["error"]
+    assert phases["check fallbacks"]["verdict"] == "ok"  # the phases that could run, ran
+    assert phases["tear down"]["verdict"] == "ok"
+    [alert] = drills.alerts()
+    assert alert["severity"] == "critical" and "checksum mismatch" in alert["summary"]
