@@ -19,6 +19,7 @@ TAGS = {
     "uptime-sweep": ["vigil", "uptime"],
     "weekly-report": ["vigil", "report"],
     "deploy-verify": ["vigil", "deploy"],
+    "deploy-rollback": ["vigil", "deploy"],
     "daily-backup": ["vigil", "backup"],
     "weekly-restore-test": ["vigil", "restore-test"],
     "dr-drill": ["vigil", "drill"],
@@ -101,6 +102,27 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
     return deployments
 
 
+def retire_removed(kept: list[str]) -> list[str]:
+    """Pause the served vigil deployments this config no longer asks for.
+
+    A served deployment outlives its process on the server, schedule and all (we keep
+    schedules on across restarts), so a duty removed from the config would go on getting
+    scheduled runs that nobody picks up. Deployments on a work pool (`prefect deploy`) are
+    not this process's to manage and are left alone. Returns the names paused."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    retired = []
+    with get_client(sync_client=True) as client:
+        names = DeploymentFilter(name=DeploymentFilterName(any_=list(TAGS)))
+        for deployment in client.read_deployments(deployment_filter=names):
+            if deployment.name in kept or deployment.work_pool_name or deployment.paused:
+                continue
+            client.pause_deployment(deployment.id)
+            retired.append(deployment.name)
+    return sorted(retired)
+
+
 def serve(config: Config, config_path: str) -> None:
     """Register the deployments and run their scheduled runs in this process until Ctrl-C."""
     from prefect import serve as prefect_serve
@@ -108,4 +130,6 @@ def serve(config: Config, config_path: str) -> None:
     deployments = build_deployments(config, config_path)
     if not deployments:
         raise ValueError("nothing to serve: the config declares no monitors or databases")
+    for name in retire_removed([d.name for d in deployments]):
+        print(f"{name} is no longer in the config: its schedule is paused")
     prefect_serve(*deployments, pause_on_shutdown=False, print_starting_message=True, limit=4)

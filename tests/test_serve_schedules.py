@@ -48,3 +48,36 @@ def test_first_sunday_of_the_month_really_means_that() -> None:
     assert all(d.weekday() == 6 and d.day <= 7 for d in upcoming)
     assert [d.month for d in upcoming] == [12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     assert upcoming[0] == datetime(2026, 12, 6, 3, tzinfo=UTC)
+
+
+def test_a_duty_removed_from_the_config_is_no_longer_scheduled(prefect_api: None) -> None:
+    """Against a real Prefect API: the served deployments of the old config exist with their
+    schedules; restarting with a config without databases pauses the backup family's."""
+    from prefect.client.orchestration import get_client
+
+    from deployments.serve import retire_removed
+
+    before = parse_config(
+        "monitors: [{name: a, url: 'http://127.0.0.1/'}]\n"
+        "databases: [{name: main, url: 'postgresql://127.0.0.1/x'}]"
+    )
+    for deployment in build_deployments(before, "/x.yaml"):
+        deployment.apply()
+    after = parse_config("monitors: [{name: a, url: 'http://127.0.0.1/'}]")
+
+    retired = retire_removed([d.name for d in build_deployments(after, "/x.yaml")])
+
+    assert retired == ["daily-backup", "dr-drill", "weekly-restore-test"]
+    with get_client(sync_client=True) as client:
+        paused = {
+            d.name: d.paused
+            for d in client.read_deployments()
+            if d.name in ("daily-backup", "uptime-sweep")
+        }
+    assert paused == {"daily-backup": True, "uptime-sweep": False}
+    assert retire_removed([d.name for d in build_deployments(after, "/x.yaml")]) == []
+    # a duty put back in the config is scheduled again when served
+    [backup] = [d for d in build_deployments(before, "/x.yaml") if d.name == "daily-backup"]
+    backup.apply()
+    with get_client(sync_client=True) as client:
+        assert not [d for d in client.read_deployments() if d.name == "daily-backup"][0].paused
