@@ -80,4 +80,4 @@ def test_a_duty_removed_from_the_config_is_no_longer_scheduled(prefect_api: None
     [backup] = [d for d in build_deployments(before, "/x.yaml") if d.name == "daily-backup"]
     backup.apply()
     with get_client(sync_client=True) as client:
-        assert not [d for d in client.read_deployments() if d.name == "daily-backup"][0].paused
+        assert not next(d for d in client.read_deployments() if d.name == "daily-backup").paused
