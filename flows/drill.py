@@ -25,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.notify import notify
 from tasks.storage import Storage, open_storage
-from vigil import drill
+from vigil import drill, runbook
 from vigil import restore_test as rt
 from vigil.backup import describe_url
 from vigil.config import Config, RunbookStep, load_config, resolve_path
@@ -108,7 +108,7 @@ def restore_database(
 @task(name="check fallbacks", cache_policy=NO_CACHE)
 def check_fallbacks(phase: drill.Phase, config: Config) -> drill.Phase:
     with drill.timed(phase):
-        phase.findings += drill.probe(drill.fallback_monitors(config))
+        phase.findings += runbook.probe(drill.fallback_monitors(config))
     return _finish(phase)
 
 
@@ -118,7 +118,7 @@ def check_app(
 ) -> drill.Phase:
     assert config.drill.app_check is not None
     with drill.timed(phase):
-        phase.findings.append(drill.app_check(config.drill.app_check, env, cwd, logs))
+        phase.findings.append(runbook.app_check(config.drill.app_check, env, cwd, logs))
     return _finish(phase)
 
 
@@ -127,7 +127,7 @@ def run_step(
     phase: drill.Phase, step: RunbookStep, env: dict[str, str], cwd: Path, logs: Path
 ) -> drill.Phase:
     with drill.timed(phase):
-        phase.findings.append(drill.run_step(step, env, cwd, logs))
+        phase.findings.append(runbook.run_step(step, env, cwd, logs))
     return _finish(phase)
 
 
@@ -135,7 +135,7 @@ def run_step(
 def tear_down(phase: drill.Phase, admin: Any, created: list[str]) -> drill.Phase:
     """Drop the drill's databases and stop its processes: always, after any outcome."""
     with drill.timed(phase):
-        stopped = drill.stop_remembered()
+        stopped = runbook.stop_remembered()
         if stopped:
             phase.findings.append(
                 rt.Finding("processes", True, "none left", f"stopped {len(stopped)} group(s)")
@@ -159,7 +159,7 @@ def cleanup_hook(flow: Any, flow_run: Any, state: Any) -> None:
     the drill's processes (the run that made them is gone, and one drill runs at a time)."""
     try:
         config = load_config(flow_run.parameters.get("config_path"))
-        drill.stop_remembered()
+        runbook.stop_remembered()
         target = config.drill.target_url or config.restore_test.scratch_url
         if target:
             import psycopg
@@ -238,7 +238,7 @@ def _open(held: ExitStack, target: str | None, result: drill.Result) -> Any:
         leftovers = drill.drill_databases(admin)
         for problem in drill.drop_all(admin, leftovers):
             phase.fail(problem, "leftovers")
-        stopped = drill.stop_remembered()
+        stopped = runbook.stop_remembered()
         observed = ", ".join([*leftovers, *(f"process group {p}" for p in stopped)]) or "none"
         phase.findings.append(rt.Finding("leftovers", True, "dropped", observed))
     if phase.error:

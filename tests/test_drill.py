@@ -30,7 +30,7 @@ from tests.fixtures.receivers import HttpReceiver
 from tests.fixtures.s3 import S3Endpoint, free_port
 from tests.fixtures.targets import HttpTarget
 from tests.helpers import run, write_config
-from vigil import drill
+from vigil import runbook
 from vigil.store import Drill, open_store
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -164,7 +164,7 @@ def drills(
     backed_up.s3_settings["endpoint_url"] = backed_up.s3.url
     yield backed_up
     assert drill_databases(pg_server_url) == set()
-    assert drill.remembered() == []
+    assert runbook.remembered() == []
 
 
 def by_phase(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
