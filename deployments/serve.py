@@ -48,7 +48,7 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
     from flows.drill import dr_drill
     from flows.report import weekly_report
     from flows.restore_test import weekly_restore_test
-    from flows.sweep import uptime_sweep
+    from flows.sweep import shard_deployment, uptime_sweep
 
     def scheduled(flow: Any, name: str, description: str, **when: Any) -> Any:
         """A duty run on its schedule, one run at a time, reading the config at `config_path`."""
@@ -67,6 +67,8 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
         deployments.append(
             scheduled(uptime_sweep, "uptime-sweep", "Check every monitor once.", interval=every)
         )
+        if config.sweep.shards > 1:  # the sweep fans out to runs of this one
+            deployments.append(shard_deployment(config_path))
     if config.databases:
         backup = cron(config.backup.schedule, config.timezone)
         restore = cron(config.restore_test.schedule, config.timezone)
@@ -132,4 +134,6 @@ def serve(config: Config, config_path: str) -> None:
         raise ValueError("nothing to serve: the config declares no monitors or databases")
     for name in retire_removed([d.name for d in deployments]):
         print(f"{name} is no longer in the config: its schedule is paused")
-    prefect_serve(*deployments, pause_on_shutdown=False, print_starting_message=True, limit=4)
+    # A sharded sweep runs beside its shards: room for all of them and the other duties.
+    limit = max(4, config.sweep.shards + 3)
+    prefect_serve(*deployments, pause_on_shutdown=False, print_starting_message=True, limit=limit)

@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -37,6 +38,8 @@ from vigil.redact import redact
 
 MAX_REDIRECTS = 10
 CHUNK = 64 * 1024
+# Health documents are small; a JSON body up to this size is read for its `status` word.
+HEALTH_BODY = 4096
 USER_AGENT = f"vigil-uptime/{__version__}"
 
 
@@ -141,7 +144,21 @@ class _Sweep:
 
 def needed_placeholders(monitor: Monitor) -> frozenset[str]:
     """What this monitor's conditions read, so a probe fetches nothing else."""
-    return frozenset().union(*(placeholders_of(c) for c in conditions_for(monitor)))
+    return _placeholders(monitor.type, tuple(monitor.conditions))
+
+
+@cache
+def _placeholders(kind: str, conditions: tuple[str, ...]) -> frozenset[str]:
+    """Per distinct condition list: thousands of monitors share a handful."""
+    parsed = conditions_for(_Conditions(kind, list(conditions)))
+    return frozenset().union(*(placeholders_of(c) for c in parsed))
+
+
+class _Conditions(NamedTuple):
+    """What `conditions_for` reads from a monitor."""
+
+    type: str
+    conditions: list[str]
 
 
 async def _request(
@@ -159,10 +176,14 @@ async def _request(
             max_redirects=MAX_REDIRECTS,
             ssl=monitor.verify_tls,
         ) as response:
-            if read_body:
-                obs.body = await _read_capped(
-                    response.content.iter_chunked(CHUNK), monitor.max_body
-                )
+            if read_body or _health_answer(response.content_type, response.content_length):
+                length = response.content_length
+                if length is not None and length <= monitor.max_body:
+                    obs.body = await response.read()  # the common case, in one call
+                else:
+                    obs.body = await _read_capped(
+                        response.content.iter_chunked(CHUNK), monitor.max_body
+                    )
             obs.status = response.status
 
     return await _bounded(monitor, attempt)
@@ -184,13 +205,22 @@ async def probe_http(
             request, stream=True, follow_redirects=monitor.follow_redirects
         )
         try:
-            if read_body:
+            kind = response.headers.get("content-type", "").split(";")[0].strip()
+            length = response.headers.get("content-length")
+            declared = int(length) if length and length.isdigit() else None
+            if read_body or _health_answer(kind, declared):
                 obs.body = await _read_capped(response.aiter_raw(CHUNK), monitor.max_body)
             obs.status = response.status_code
         finally:
             await response.aclose()
 
     return await _bounded(monitor, attempt)
+
+
+def _health_answer(content_type: str, length: int | None) -> bool:
+    """A small JSON answer is read even when no condition needs the body: it may be a
+    health document saying `{"status": "degraded"}`, which makes the monitor DEGRADED."""
+    return content_type == "application/json" and length is not None and length <= HEALTH_BODY
 
 
 async def _bounded(

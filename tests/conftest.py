@@ -19,5 +19,7 @@ pytest_plugins = [
     "tests.fixtures.receivers",
     "tests.fixtures.s3",
     "tests.fixtures.prefect",
+    "tests.fixtures.prefect_server",
     "tests.fixtures.targets",
+    "tests.fixtures.restore",
 ]

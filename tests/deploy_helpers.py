@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,8 @@ from typing import Any
 
 import yaml
 from prefect.states import State
+
+from tests.ports import free_port
 
 APP = textwrap.dedent(
     '''
@@ -161,12 +162,6 @@ APPCTL = textwrap.dedent(
     sys.exit(0 if alive(pid) else f"pid {pid} is not running")
     '''
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -18,8 +18,8 @@ from sqlalchemy.engine import make_url
 from flows.backup import daily_backup
 from tests.backup_helpers import backups, configure, quick_retries, seed, task_run_counts
 from tests.fixtures.receivers import HttpReceiver
-from tests.fixtures.s3 import free_port
 from tests.helpers import run
+from tests.ports import free_port
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -24,8 +24,9 @@ from tests.backup_helpers import (
     task_run_counts,
 )
 from tests.fixtures.receivers import HttpReceiver
-from tests.fixtures.s3 import S3Endpoint, free_port
+from tests.fixtures.s3 import S3Endpoint
 from tests.helpers import run
+from tests.ports import free_port
 from vigil.store import Backup, open_store
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

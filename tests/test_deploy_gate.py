@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy_helpers import LocalApp, free_port, verify, write_config
+from tests.deploy_helpers import LocalApp, verify, write_config
 from tests.fixtures.receivers import HttpReceiver
+from tests.ports import free_port
 
 
 @pytest.fixture

@@ -25,11 +25,12 @@ from sqlalchemy import select
 from flows.backup import daily_backup
 from flows.drill import ARTIFACT_KEY, dr_drill
 from tests.backup_helpers import seed
-from tests.fixtures.postgres import with_database
+from tests.fixtures.postgres import throwaway_database
 from tests.fixtures.receivers import HttpReceiver
-from tests.fixtures.s3 import S3Endpoint, free_port
+from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.targets import HttpTarget
 from tests.helpers import run, write_config
+from tests.ports import free_port
 from vigil import runbook
 from vigil.store import Drill, open_store
 
@@ -129,23 +130,13 @@ def backed_up(
     prefect_api: None,
 ) -> Iterator[Drills]:
     """One good backup in S3 that every drill of this module recovers from."""
-    name = f"vigil_test_{secrets.token_hex(6)}"
-    bucket = f"vigil-test-{secrets.token_hex(6)}"
-    s3_server.client().create_bucket(Bucket=bucket)
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        source = with_database(pg_server_url, name)
+    bucket = s3_server.new_bucket()
+    with throwaway_database(pg_server_url) as source:
         seed(source)
         made = Drills(tmp_path_factory.mktemp("drill"), source, pg_server_url, s3_server, bucket)
         state, _ = run(daily_backup, config_path=made.config())
         assert state.is_completed(), state.message
         yield made
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture

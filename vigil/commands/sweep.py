@@ -24,7 +24,9 @@ def sweep_command(config: ConfigOption = None, json_output: JsonOption = False) 
     config_for(config)  # bad config is exit 2 before any flow run starts
     from flows.sweep import uptime_sweep
 
-    ok, summary, message = run_flow(uptime_sweep, config_path=config_param(config))
+    ok, summary, message = run_flow(
+        uptime_sweep, heartbeats=False, config_path=config_param(config)
+    )
     if json_output:
         print_json({"ok": ok, "message": message, **(summary or {})})
     else:

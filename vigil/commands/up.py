@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from vigil.cliutil import ConfigOption, config_for, config_path, err, out
+from vigil.cliutil import ConfigOption, config_for, config_path, connect_prefect, err, out
 from vigil.config import resolve_path
 
 
@@ -29,12 +29,12 @@ def register(app: typer.Typer) -> None:
 def up_command(config: ConfigOption = None) -> None:
     """Start a local Prefect server, the demo service and every duty on its schedule."""
     from vigil.demo import INBOX_PORT, start_demo, start_inbox
-    from vigil.runtime import configured_api_url, ensure_prefect_api
+    from vigil.runtime import configured_api_url
 
     path = _config_or_example(config)
     loaded = config_for(path)
     started_server = configured_api_url() is None and not _listening(4200)
-    ensure_prefect_api()
+    connect_prefect()
     servers = []
     if not _listening(8765):
         servers.append(start_demo())
@@ -61,10 +61,8 @@ def up_command(config: ConfigOption = None) -> None:
 
 def serve_command(config: ConfigOption = None) -> None:
     """Serve every duty of the config on its schedule in this process (needs a Prefect server)."""
-    from vigil.runtime import ensure_prefect_api
-
     config_for(config)
-    ensure_prefect_api()
+    connect_prefect()
     path = resolve_path(config_path(config)).resolve()
     with contextlib.suppress(KeyboardInterrupt):
         _serve(path)

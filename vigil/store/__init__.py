@@ -43,6 +43,7 @@ from vigil.store.models import (
     MonitorState,
     Notification,
     RestoreTest,
+    ShardHandoff,
     utcnow,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "MonitorState",
     "Notification",
     "RestoreTest",
+    "ShardHandoff",
     "Store",
     "alembic_config",
     "create_store_engine",

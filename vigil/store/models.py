@@ -33,7 +33,7 @@ from vigil.redact import redact, redact_data
 
 # The Alembic revision these models describe; open_store compares it with the database's
 # recorded revision so an up-to-date store opens without loading Alembic at all.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 # Named constraints let future SQLite batch migrations drop or alter them by name.
 NAMING_CONVENTION = {
@@ -156,6 +156,26 @@ class MonitorState(Base, kw_only=True):
     last_error: Mapped[str | None] = mapped_column(RedactedText, default=None)
     failed_conditions: Mapped[list[str]] = mapped_column(
         RedactedJSON, default_factory=list, insert_default=list
+    )
+
+
+class ShardHandoff(Base, kw_only=True):
+    """One shard's checks of a sharded sweep, waiting for the parent sweep to decide.
+
+    `checks` maps monitor name to its result (names are keys, so redaction leaves them
+    intact); the parent deletes the rows once merged."""
+
+    __tablename__ = "shard_handoffs"
+    __table_args__ = (Index("ix_shard_handoffs_sweep_id", "sweep_id"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, init=False)
+    sweep_id: Mapped[str]
+    shard: Mapped[int]
+    shards: Mapped[int]
+    handed_at: Mapped[datetime]
+    flow_run_id: Mapped[str | None] = mapped_column(default=None)
+    checks: Mapped[dict[str, Any]] = mapped_column(
+        RedactedJSON, default_factory=dict, insert_default=dict
     )
 
 
