@@ -100,10 +100,13 @@ def compare_copy(
     timeout: float,
 ) -> rt.Comparison:
     """The manifest's promises, then the configured SQL checks, on the restored copy."""
-    with rt.connect(rt.database_url(server_url, name), timeout) as connection:
-        compared = rt.compare(manifest, connection, amcheck=config.restore_test.amcheck)
-        checks = rt.sql_checks(config.restore_test.checks, database, connection)
-    return rt.Comparison([*compared.findings, *checks], compared.recovery_point)
+    settings = config.restore_test
+    url = rt.database_url(server_url, name)
+    with rt.connect_all(url, timeout, settings.jobs) as (connection, *helpers):
+        compared = rt.compare(manifest, connection, amcheck=settings.amcheck, helpers=helpers)
+        checks = rt.sql_checks(settings.checks, database, connection)
+    findings = [*compared.findings, *checks]
+    return rt.Comparison(findings, compared.recovery_point, compared.amcheck_s)
 
 
 # --- the flow ---------------------------------------------------------------------------------
@@ -118,12 +121,16 @@ def weekly_restore_test(
     config = load_config(config_path)
     chosen = databases(config, database, backup_id)
     storage = open_storage(config.backup)
-    with open_store(config.store.url) as store:
-        results = [test_database(config, store, storage, db, backup_id) for db in chosen]
-    for result in results:
-        publish(result)
-    for alert in alerts_for(results):
-        notify(config, alert)
+    results: list[rt.Result] = []
+    try:
+        with open_store(config.store.url) as store:
+            for db in chosen:
+                results.append(
+                    rt.Result(db.name, datetime.now(UTC), config.restore_test.max_duration)
+                )
+                test_database(config, store, storage, db, backup_id, results[-1])
+    finally:
+        tell(config, results)
     problem, message = run_state(results)
     summary = {
         "headline": message if problem is None else f"{problem}: {message}",
@@ -149,11 +156,17 @@ def hard_limit(config: Config) -> timedelta:
 
 
 def test_database(
-    config: Config, store: Store, storage: Storage, database: Database, backup_id: str | None
-) -> rt.Result:
-    """One database, start to finish; every failure ends in the result, never raised."""
+    config: Config,
+    store: Store,
+    storage: Storage,
+    database: Database,
+    backup_id: str | None,
+    result: rt.Result,
+) -> None:
+    """One database, start to finish, into `result`; every failure ends there, never raised,
+    except a stop from outside (SIGTERM, Ctrl-C): the scratch database and archive are
+    removed on the way out, the reason recorded, and the stop goes on to end the run."""
     settings = config.restore_test
-    result = rt.Result(database.name, datetime.now(UTC), settings.max_duration)
     try:
         if settings.scratch_url is None:
             raise rt.RestoreTestError(
@@ -169,10 +182,13 @@ def test_database(
     except Exception as exc:
         result.error = redact(str(exc) if isinstance(exc, BackupError) else repr(exc))
         get_run_logger().error("restore test of %s failed: %s", database.name, result.error)
+    except BaseException as exc:
+        result.error = rt.interrupted(exc, result)
+        get_run_logger().error("restore test of %s %s", database.name, result.error)
+        raise
     finally:
         result.finished_at = datetime.now(UTC)
         rt.record(store, result, flow_run_id())
-    return result
 
 
 def run_test(
@@ -205,6 +221,7 @@ def run_test(
             )
             result.findings, result.recovery_point = compared.findings, compared.recovery_point
             result.check_s = time.monotonic() - started
+            result.amcheck_s = compared.amcheck_s
         finally:
             drop_scratch(admin, result)
 
@@ -222,6 +239,15 @@ def drop_scratch(admin: Any, result: rt.Result) -> None:
 
 
 # --- telling people ---------------------------------------------------------------------------
+
+
+def tell(config: Config, results: list[rt.Result]) -> None:
+    """An artifact per database and the alerts: also for a run being stopped, so a test cut
+    short is seen, not silently missing from the week."""
+    for result in results:
+        publish(result)
+    for alert in alerts_for(results):
+        notify(config, alert)
 
 
 def publish(result: rt.Result) -> None:
@@ -248,6 +274,8 @@ def markdown(result: rt.Result) -> str:
             format_duration(result.restore_s or 0),
         )
         checks = format_duration(result.check_s or 0)
+        if result.amcheck_s is not None:
+            checks += f" (amcheck {format_duration(result.amcheck_s)})"
         lines.append(f"- fetch + checksum {fetch}, pg_restore {restore}, checks {checks}")
     if result.recovery_point:
         lines.append(

@@ -5,6 +5,7 @@ with both numbers."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
@@ -58,3 +59,42 @@ def test_only_this_databases_scratch_names_count_as_leftovers() -> None:
     assert not rt.is_scratch_of(name, "shop")
     assert not rt.is_scratch_of("vigil_restore_3f2a9c0d11aa", "Shop-EU")
     assert len(rt.scratch_name("x" * 80, datetime.now(UTC))) <= 63
+
+
+def test_shared_checks_stop_every_statement_when_one_fails(pg_database: str) -> None:
+    """A failure (or a SIGTERM) in one unit of work cancels the others' statements, so
+    nothing keeps running in a scratch database that is about to be dropped."""
+
+    def fails(connection: psycopg.Connection[Any]) -> None:
+        connection.execute("SELECT pg_sleep(0.2)")
+        raise rt.RestoreTestError("a unit failed")
+
+    def sleeps(connection: psycopg.Connection[Any]) -> None:
+        connection.execute("SELECT pg_sleep(600)")
+
+    with rt.connect_all(pg_database, 60.0, 2) as connections:
+        with pytest.raises(rt.RestoreTestError, match="a unit failed"):
+            rt.spread(connections, [sleeps, fails])
+        pids = [c.info.backend_pid for c in connections]
+        with psycopg.connect(pg_database, autocommit=True) as observer:
+            busy = observer.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND state = 'active'",
+                (pids,),
+            ).fetchone()
+        assert busy == (0,)
+        assert [c.execute("SELECT 1").fetchone() for c in connections] == [(1,), (1,)]
+
+
+def test_checks_shared_over_connections_find_what_one_connection_finds(pg_database: str) -> None:
+    seed(pg_database)
+    with rt.connect_all(pg_database, 60.0, 3) as (connection, *helpers):
+        indexes = rt.btree_indexes(connection) if rt.install_amcheck(connection) is None else []
+        tables = ["public.users", "public.monitors", "audit.events"]
+        cutoff = datetime.now(UTC)
+        scans, checks = rt.scan_and_check(connection, helpers, tables, indexes, cutoff)
+    assert {s.name: s.rows for s in scans} == {
+        "public.users": 40,
+        "public.monitors": 120,
+        "audit.events": 500,
+    }
+    assert len(checks) == 6 and all(c.problem is None for c in checks)

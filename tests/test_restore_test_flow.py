@@ -9,161 +9,18 @@ import os
 import secrets
 import subprocess
 import sys
-import tempfile
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-import yaml
 from psycopg import sql
-from sqlalchemy import select
 from typer.testing import CliRunner
 
-from flows.backup import daily_backup
-from flows.restore_test import artifact_key, weekly_restore_test
-from tests.backup_helpers import seed
-from tests.fixtures.postgres import with_database
-from tests.fixtures.receivers import HttpReceiver
-from tests.fixtures.s3 import S3Endpoint
-from tests.helpers import run, write_config
-from vigil.store import Backup, RestoreTest, open_store
+from flows.restore_test import artifact_key
+from tests.fixtures.restore import Setup, checks_by_name, scratch_databases
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-def scratch_databases(server_url: str) -> set[str]:
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        rows = admin.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'vigil\\_restore\\_%'"
-        )
-        return {str(r[0]) for r in rows}
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind(pg_server_url: str) -> Iterator[None]:
-    """Every test ends with no scratch database and no temporary folder of its own left
-    (others' runs on the same server may own databases that existed before)."""
-    before = scratch_databases(pg_server_url)
-    folders = set(Path(tempfile.gettempdir()).glob("vigil-restore-test-*"))
-    yield
-    assert scratch_databases(pg_server_url) <= before
-    assert set(Path(tempfile.gettempdir()).glob("vigil-restore-test-*")) <= folders
-
-
-class Setup:
-    """One database `name` on the test server, backed up to a fresh bucket, with a config
-    whose restore tests use the same server for scratch databases."""
-
-    def __init__(
-        self, tmp_path: Path, source: str, server: str, s3: S3Endpoint, bucket: str
-    ) -> None:
-        self.tmp_path, self.source, self.server = tmp_path, source, server
-        self.s3, self.bucket = s3, bucket
-        self.hook: HttpReceiver | None = None
-        self.backup_id = ""
-        self.name = f"shop_{secrets.token_hex(4)}"
-        self.settings: dict[str, Any] = {"scratch_url": server, "jobs": 2}
-
-    def config(self) -> str:
-        s3 = {
-            "endpoint_url": self.s3.url,
-            "region": "us-east-1",
-            "access_key_id": "testing",
-            "secret_access_key": "testing",
-        }
-        body = {
-            "databases": [{"name": self.name, "url": self.source}],
-            "backup": {"storage": f"s3://{self.bucket}/vigil", "s3": s3},
-            "restore_test": self.settings,
-        }
-        dumped = yaml.safe_dump(body, sort_keys=False)
-        return str(write_config(self.tmp_path, dumped, hook=self.hook.url if self.hook else None))
-
-    def back_up(self) -> str:
-        state, _ = run(daily_backup, config_path=self.config())
-        assert state.is_completed(), state.message
-        with open_store(self.store_url) as store, store.session() as session:
-            newest = session.scalars(select(Backup.id).order_by(Backup.created_at.desc())).first()
-        assert newest is not None
-        self.backup_id = newest
-        return newest
-
-    def restore_test(self, **parameters: Any) -> tuple[Any, Any]:
-        return run(weekly_restore_test, config_path=self.config(), **parameters)
-
-    @property
-    def store_url(self) -> str:
-        return f"sqlite:///{self.tmp_path / 'vigil.db'}"
-
-    def records(self) -> list[RestoreTest]:
-        with open_store(self.store_url) as store, store.session() as session:
-            return list(session.scalars(select(RestoreTest).order_by(RestoreTest.id)))
-
-    def object_key(self, backup: str, suffix: str) -> str:
-        return f"vigil/{self.name}/{backup}.{suffix}"
-
-    def latest(self) -> RestoreTest:
-        return self.records()[-1]
-
-    def alerts(self) -> list[dict[str, Any]]:
-        assert self.hook is not None
-        return [b for b in self.hook.json_bodies() if b["duty"] == "weekly-restore-test"]
-
-
-@pytest.fixture
-def setup(
-    tmp_path: Path,
-    pg_database: str,
-    pg_server_url: str,
-    s3_server: S3Endpoint,
-    s3_bucket: str,
-    webhook_receiver: HttpReceiver,
-) -> Setup:
-    """A database of its own, for tests that alter the backup or the source."""
-    seed(pg_database)
-    made = Setup(tmp_path, pg_database, pg_server_url, s3_server, s3_bucket)
-    made.hook = webhook_receiver
-    return made
-
-
-@pytest.fixture(scope="module")
-def backed_up(
-    tmp_path_factory: pytest.TempPathFactory,
-    pg_server_url: str,
-    s3_server: S3Endpoint,
-    prefect_api: None,
-) -> Iterator[Setup]:
-    """One good backup that tests which only read it share (a backup run costs seconds)."""
-    name = f"vigil_test_{secrets.token_hex(6)}"
-    bucket = f"vigil-test-{secrets.token_hex(6)}"
-    s3_server.client().create_bucket(Bucket=bucket)
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        source = with_database(pg_server_url, name)
-        seed(source)
-        shared = Setup(tmp_path_factory.mktemp("shared"), source, pg_server_url, s3_server, bucket)
-        shared.back_up()
-        yield shared
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-@pytest.fixture
-def shared(backed_up: Setup, webhook_receiver: HttpReceiver) -> Setup:
-    backed_up.hook = webhook_receiver
-    backed_up.settings = {"scratch_url": backed_up.server, "jobs": 2}
-    return backed_up
-
-
-def checks_by_name(record: RestoreTest) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in record.checks}
+pytestmark = pytest.mark.usefixtures("prefect_api", "nothing_left_behind")
 
 
 def test_a_good_backup_restores_completely_and_passes(shared: Setup) -> None:

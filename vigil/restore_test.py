@@ -18,17 +18,22 @@ the flow in `flows.restore_test` runs these functions as tasks.
 
 from __future__ import annotations
 
+import os
+import queue
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -51,6 +56,7 @@ from vigil.durations import format_duration
 from vigil.redact import redact
 from vigil.store import RestoreTest, Store
 
+T = TypeVar("T")
 PASSED, FAILED = "passed", "failed"
 SCRATCH_PREFIX = "vigil_restore_"
 STAMP = "%Y%m%d_%H%M%S"
@@ -60,6 +66,9 @@ _MAX_NAME_PART = 30
 WORKDIR_PREFIX = "vigil-restore-test-"
 # Application clocks drift: data stamped a little after the snapshot still counts.
 CLOCK_SKEW = timedelta(minutes=5)
+# How PostgreSQL reports a full disk in the error pg_restore passes on: ENOSPC's strerror,
+# or a short write when extending a file, which comes with this hint.
+DISK_FULL = ("No space left on device", "Check free disk space")
 _SYSTEM_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'"
 
 
@@ -108,6 +117,7 @@ class Result:
     fetch_s: float | None = None
     restore_s: float | None = None
     check_s: float | None = None
+    amcheck_s: float | None = None
     finished_at: datetime | None = None
     recovery_point: datetime | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -139,6 +149,16 @@ class Result:
     def status(self) -> str:
         return PASSED if self.ok else FAILED
 
+    def stage(self) -> str:
+        """The step the test had reached, for a run that stopped before its end."""
+        if self.backup_id is None:
+            return "the choice of a backup"
+        if self.fetch_s is None:
+            return f"the download of {self.backup_id}"
+        if self.restore_s is None:
+            return "pg_restore"
+        return "the comparison with the manifest"
+
     def problems(self) -> list[str]:
         return ([self.error] if self.error else []) + [f.line() for f in self.failures]
 
@@ -167,6 +187,7 @@ class Result:
             "fetch_s": _round(self.fetch_s),
             "restore_s": _round(self.restore_s),
             "check_s": _round(self.check_s),
+            "amcheck_s": _round(self.amcheck_s),
             "max_duration_s": self.max_duration.total_seconds(),
             "rto_met": self.rto_met,
             "recovery_point": self.recovery_point.isoformat() if self.recovery_point else None,
@@ -178,6 +199,19 @@ class Result:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def interrupted(exc: BaseException, result: Result) -> str:
+    """The reason recorded for a run stopped from outside: a Prefect cancellation or a
+    shutdown arrives as SIGTERM (Prefect raises TerminationSignal), Ctrl-C as SIGINT."""
+    number = getattr(exc, "signal", None)
+    if number is None and isinstance(exc, KeyboardInterrupt):
+        number = signal.SIGINT
+    cause = signal.Signals(number).name if number else type(exc).__name__
+    return (
+        f"stopped by {cause} during {result.stage()} (cancelled or shut down) before the "
+        "test could finish"
+    )
 
 
 # --- which backup --------------------------------------------------------------------------
@@ -364,30 +398,51 @@ def restore(archive: Path, target_url: str, *, jobs: int, timeout: float) -> flo
         code = _run([*args, f"--dbname={dsn}", str(archive)], env, errors, timeout)
         if code != 0:
             errors.seek(0)
-            tail = " | ".join(errors.read().decode(errors="replace").strip().splitlines()[-6:])
+            text = errors.read().decode(errors="replace")
             raise RestoreTestError(
                 f"pg_restore into {describe_url(target_url)} failed (exit {code}): "
-                f"{redact(tail) or 'no message'}"
+                f"{_restore_problem(text)}"
             )
     return time.monotonic() - started
 
 
+def _restore_problem(stderr: str) -> str:
+    """pg_restore's first error with the lines after it (the server's message, its context,
+    the failed command): with --exit-on-error what follows is only its consequences. Led by
+    the cause when it is one a person acts on elsewhere than in the backup."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    first = next((i for i, line in enumerate(lines) if "error:" in line), max(0, len(lines) - 6))
+    message = redact(" | ".join(lines[first : first + 6])) or "no message"
+    if any(sign in stderr for sign in DISK_FULL):
+        return f"the scratch server ran out of disk space: {message}"
+    return message
+
+
 def _run(args: list[str], env: dict[str, str], errors: Any, timeout: float) -> int:
-    """Run to the end, or kill it: at the time limit, and on any exception (cancellation)."""
-    with subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errors, env=env) as process:
+    """Run to the end, or kill it: at the time limit, and on any exception (a SIGTERM from a
+    cancellation arrives as one). pg_restore --jobs forks workers, so it runs in a process
+    group of its own and the whole group is killed: no worker keeps writing into a scratch
+    database that is about to be dropped."""
+    with subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=errors, env=env, process_group=0
+    ) as process:
         try:
             return process.wait(timeout=max(timeout, 0.001))
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            _kill_group(process)
             raise RestoreTestError(
                 f"pg_restore exceeded the hard time limit ({format_duration(timeout)} left of "
                 "restore_test.hard_timeout) and was stopped"
             ) from None
         except BaseException:
-            process.kill()
-            process.wait()
+            _kill_group(process)
             raise
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 # --- comparing the restored copy with the manifest ------------------------------------------
@@ -407,65 +462,157 @@ def connect(url: str, timeout: float) -> psycopg.Connection[Any]:
         raise RestoreTestError(f"cannot connect to {describe_url(url)}: {_first(exc)}") from None
 
 
+@contextmanager
+def connect_all(url: str, timeout: float, count: int) -> Iterator[list[psycopg.Connection[Any]]]:
+    """`count` connections (at least one) to the restored copy, to share its checks."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(connect(url, timeout)) for _ in range(max(1, count))]
+
+
 @dataclass(frozen=True)
 class Comparison:
     findings: list[Finding]
     recovery_point: datetime | None
+    # amcheck is work a bare restore never does: its time (summed over the connections
+    # that shared it) is kept apart to be seen.
+    amcheck_s: float | None = None
 
 
 def compare(
-    manifest: dict[str, Any], connection: psycopg.Connection[Any], *, amcheck: bool
+    manifest: dict[str, Any],
+    connection: psycopg.Connection[Any],
+    *,
+    amcheck: bool,
+    helpers: Sequence[psycopg.Connection[Any]] = (),
 ) -> Comparison:
-    """Everything the manifest promised, checked on the restored copy."""
+    """Everything the manifest promised, checked on the restored copy. Table scans and
+    index checks are independent, so they are shared out over `connection` and `helpers`
+    (the flow opens as many as pg_restore's jobs): the checks of a big database take about
+    its largest table's scan, not the sum of all of them."""
     facts = read_facts(connection, "", datetime.now(UTC))
     taken = datetime.fromisoformat(manifest["snapshot"]["taken_at"])
-    scan = scan_tables(connection, [t.name for t in facts.tables], taken + CLOCK_SKEW)
-    findings = compare_rows(manifest, scan.rows)
+    skipped = install_amcheck(connection) if amcheck else None
+    indexes = btree_indexes(connection) if amcheck and skipped is None else []
+    tables = [t.name for t in facts.tables]
+    scans, checks = scan_and_check(connection, helpers, tables, indexes, taken + CLOCK_SKEW)
+    newest = max((s.newest for s in scans if s.newest is not None), default=None)
+    findings = compare_rows(manifest, {s.name: s.rows for s in scans})
     findings.append(compare_set("indexes", manifest["indexes"], facts.indexes, words=1))
     findings.append(compare_set("constraints", manifest["constraints"], facts.constraints, words=2))
     findings.append(valid_indexes(connection))
     findings.append(compare_fingerprint(manifest, facts.fingerprint, facts.server_version_num))
+    amcheck_s = None
     if amcheck:
-        findings.append(check_btrees(connection))
-    findings.append(freshness(scan.newest, taken))
-    return Comparison(findings, scan.newest)
+        findings.append(btree_finding(checks, skipped))
+        amcheck_s = sum(c.seconds for c in checks)
+    findings.append(freshness(newest, taken))
+    return Comparison(findings, newest, amcheck_s)
 
 
 @dataclass(frozen=True)
-class Scan:
-    rows: dict[str, int]
+class TableScan:
+    name: str
+    rows: int
     newest: datetime | None
 
 
-def scan_tables(
-    connection: psycopg.Connection[Any], tables: Sequence[str], cutoff: datetime
-) -> Scan:
-    """Exact rows of each table and the newest timestamp in it, in one pass per table (the
-    count reads every row anyway, so the recovery point costs nothing extra). Timestamps
-    after the snapshot (expiry dates, schedules) are not data the backup could lose."""
+@dataclass(frozen=True)
+class IndexCheck:
+    name: str
+    problem: str | None
+    seconds: float
+
+
+def scan_and_check(
+    connection: psycopg.Connection[Any],
+    helpers: Sequence[psycopg.Connection[Any]],
+    tables: Sequence[str],
+    indexes: Sequence[tuple[str, int]],
+    cutoff: datetime,
+) -> tuple[list[TableScan], list[IndexCheck]]:
+    """Scan every table and check every (name, oid) index, largest first, each on whichever
+    connection is free."""
     stamps = _timestamp_columns(connection)
-    rows: dict[str, int] = {}
-    newest: datetime | None = None
-    for name in tables:
-        schema, table = name.split(".", 1)
-        columns = stamps.get(name, [])
-        maxima = [
-            sql.SQL("max({c}) FILTER (WHERE {c} <= %(cutoff)s)").format(c=sql.Identifier(c))
-            for c in columns
-        ]
-        query = sql.SQL("SELECT {} FROM ONLY {}.{}").format(
-            sql.SQL(", ").join([sql.SQL("count(*)"), *maxima]),
-            sql.Identifier(schema),
-            sql.Identifier(table),
+    sizes = _relation_sizes(connection)
+    units: list[tuple[int, Callable[[psycopg.Connection[Any]], TableScan | IndexCheck]]] = [
+        (sizes.get(t, 0), partial(scan_table, name=t, columns=stamps.get(t, []), cutoff=cutoff))
+        for t in tables
+    ]
+    units += [(sizes.get(n, 0), partial(check_index, name=n, oid=oid)) for n, oid in indexes]
+    units.sort(key=lambda unit: -unit[0])
+    done = spread([connection, *helpers], [work for _, work in units])
+    scans = [d for d in done if isinstance(d, TableScan)]
+    return scans, [d for d in done if isinstance(d, IndexCheck)]
+
+
+def spread(
+    connections: Sequence[psycopg.Connection[Any]],
+    units: Sequence[Callable[[psycopg.Connection[Any]], T]],
+) -> list[T]:
+    """Each unit on whichever connection is free, in order; the results in that order.
+    On an error or a stop (SIGTERM) the statements still running are cancelled, so no query
+    outlives the call and the scratch database can be dropped at once."""
+    if len(connections) == 1:
+        return [unit(connections[0]) for unit in units]
+    free: queue.SimpleQueue[psycopg.Connection[Any]] = queue.SimpleQueue()
+    for each in connections:
+        free.put(each)
+
+    def run(unit: Callable[[psycopg.Connection[Any]], T]) -> T:
+        taken = free.get()
+        try:
+            return unit(taken)
+        finally:
+            free.put(taken)
+
+    executor = ThreadPoolExecutor(len(connections), thread_name_prefix="restore-check")
+    try:
+        futures = [executor.submit(run, unit) for unit in units]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            future.result()  # the first failure, raised at once, not after the others end
+        return [future.result() for future in futures]
+    except BaseException:
+        for each in connections:
+            with suppress(psycopg.Error):
+                each.cancel_safe(timeout=CONNECT_TIMEOUT_S)
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def scan_table(
+    connection: psycopg.Connection[Any], name: str, columns: Sequence[str], cutoff: datetime
+) -> TableScan:
+    """Exact rows of a table and the newest timestamp in it, in one pass (the count reads
+    every row anyway, so the recovery point costs nothing extra). Timestamps after the
+    snapshot (expiry dates, schedules) are not data the backup could lose."""
+    schema, table = name.split(".", 1)
+    maxima = [
+        sql.SQL("max({c}) FILTER (WHERE {c} <= %(cutoff)s)").format(c=sql.Identifier(c))
+        for c in columns
+    ]
+    query = sql.SQL("SELECT {} FROM ONLY {}.{}").format(
+        sql.SQL(", ").join([sql.SQL("count(*)"), *maxima]),
+        sql.Identifier(schema),
+        sql.Identifier(table),
+    )
+    found = connection.execute(query, {"cutoff": cutoff}).fetchone()
+    assert found is not None
+    stamps = [stamp for stamp in map(_utc, found[1:]) if stamp is not None]
+    return TableScan(name, int(found[0]), max(stamps, default=None))
+
+
+def _relation_sizes(connection: psycopg.Connection[Any]) -> dict[str, int]:
+    """Bytes on disk of each table and index: a fresh restore has no statistics yet."""
+    return {
+        str(name): int(size)
+        for name, size in connection.execute(
+            f"SELECT n.nspname || '.' || c.relname, pg_relation_size(c.oid) FROM pg_class c "
+            f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'i') "
+            f"AND {_SYSTEM_SCHEMAS}"
         )
-        found = connection.execute(query, {"cutoff": cutoff}).fetchone()
-        assert found is not None
-        rows[name] = int(found[0])
-        for value in found[1:]:
-            stamp = _utc(value)
-            if stamp is not None and (newest is None or stamp > newest):
-                newest = stamp
-    return Scan(rows, newest)
+    }
 
 
 def _timestamp_columns(connection: psycopg.Connection[Any]) -> dict[str, list[str]]:
@@ -567,32 +714,57 @@ def compare_fingerprint(manifest: dict[str, Any], fingerprint: str, version_num:
     return Finding("schema_fingerprint", False, expected, fingerprint, problem)
 
 
-def check_btrees(connection: psycopg.Connection[Any]) -> Finding:
-    """`bt_index_check` on every valid B-tree index, when amcheck can be installed."""
-    expected = "bt_index_check passes on every B-tree index"
+def install_amcheck(connection: psycopg.Connection[Any]) -> str | None:
+    """None once amcheck is there, else why it is not (the check is then skipped)."""
     try:
         connection.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
     except psycopg.Error as exc:
-        return Finding("amcheck", True, expected, f"skipped: amcheck unavailable ({_first(exc)})")
-    indexes = connection.execute(
-        f"SELECT n.nspname || '.' || c.relname, c.oid FROM pg_index i "
-        f"JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
-        f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE a.amname = 'btree' "
-        f"AND i.indisvalid AND i.indisready AND c.relpersistence <> 't' AND {_SYSTEM_SCHEMAS} "
-        f"ORDER BY 1"
-    ).fetchall()
-    broken = []
-    for name, oid in indexes:
-        try:
-            connection.execute("SELECT bt_index_check(%s::oid::regclass)", (oid,))
-        except psycopg.errors.QueryCanceled:
-            raise
-        except psycopg.Error as exc:
-            broken.append(f"{name} ({_first(exc)})")
+        return f"skipped: amcheck unavailable ({_first(exc)})"
+    return None
+
+
+def btree_indexes(connection: psycopg.Connection[Any]) -> list[tuple[str, int]]:
+    """(name, oid) of every B-tree index bt_index_check can read."""
+    return [
+        (str(name), int(oid))
+        for name, oid in connection.execute(
+            f"SELECT n.nspname || '.' || c.relname, c.oid FROM pg_index i "
+            f"JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+            f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE a.amname = 'btree' "
+            f"AND i.indisvalid AND i.indisready AND c.relpersistence <> 't' "
+            f"AND {_SYSTEM_SCHEMAS} ORDER BY 1"
+        )
+    ]
+
+
+def check_index(connection: psycopg.Connection[Any], name: str, oid: int) -> IndexCheck:
+    started = time.monotonic()
+    try:
+        connection.execute("SELECT bt_index_check(%s::oid::regclass)", (oid,))
+        problem = None
+    except psycopg.errors.QueryCanceled:
+        raise
+    except psycopg.Error as exc:
+        problem = f"{name} ({_first(exc)})"
+    return IndexCheck(name, problem, time.monotonic() - started)
+
+
+def check_btrees(connection: psycopg.Connection[Any]) -> Finding:
+    """`bt_index_check` on every valid B-tree index, when amcheck can be installed."""
+    skipped = install_amcheck(connection)
+    indexes = btree_indexes(connection) if skipped is None else []
+    return btree_finding([check_index(connection, n, oid) for n, oid in indexes], skipped)
+
+
+def btree_finding(checks: Sequence[IndexCheck], skipped: str | None) -> Finding:
+    expected = "bt_index_check passes on every B-tree index"
+    if skipped is not None:
+        return Finding("amcheck", True, expected, skipped)
+    broken = [c.problem for c in checks if c.problem is not None]
     if not broken:
-        return Finding("amcheck", True, expected, f"{len(indexes)} indexes checked")
-    problem = f"amcheck: {len(broken)} of {len(indexes)} B-tree indexes corrupt: " + "; ".join(
-        broken
+        return Finding("amcheck", True, expected, f"{len(checks)} indexes checked")
+    problem = f"amcheck: {len(broken)} of {len(checks)} B-tree indexes corrupt: " + "; ".join(
+        sorted(broken)
     )
     return Finding("amcheck", False, expected, f"{len(broken)} corrupt", problem)
 
