@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -394,26 +396,48 @@ def test_vigil_drill_writes_the_report_and_exits_by_the_verdict(
     assert document["status"] == "findings" and document["action_items"]
 
 
-def test_a_drill_killed_mid_way_is_cleaned_up_by_the_next(
-    drills: Drills, tmp_path: Path, pg_server_url: str
-) -> None:
-    """kill -9 leaves the drill database and the step's process; the next drill drops and
-    stops them before it starts (one drill at a time holds the rehearsal server's lock)."""
-    import subprocess
-
+def _drill_in_a_process(drills: Drills, pid: Path) -> subprocess.Popen[bytes]:
+    """`vigil drill` as its own process, returned once it hangs in its runbook step."""
     from prefect.settings import PREFECT_API_URL
 
-    pid = tmp_path / "step.pid"
     step = {"name": "hang", "command": f"echo $$ > {pid}; exec sleep 60", "timeout": "5m"}
     config = drills.config(steps=[step])
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     vigil = Path(sys.executable).with_name("vigil")
     process = subprocess.Popen([str(vigil), "drill", "-c", config], env=env)
+    deadline = time.monotonic() + 120
+    while not pid.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not pid.exists():
+        process.kill()
+        raise AssertionError("the drill never reached its step")
+    return process
+
+
+def test_a_drill_stopped_by_sigterm_tears_down_before_it_exits(
+    drills: Drills, tmp_path: Path, pg_server_url: str
+) -> None:
+    """A cancelled served run or a shutdown arrives as SIGTERM: teardown runs on the way out."""
+    pid = tmp_path / "step.pid"
+    process = _drill_in_a_process(drills, pid)
     try:
-        deadline = time.monotonic() + 120
-        while not pid.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert pid.exists(), "the drill never reached its step"
+        assert len(drill_databases(pg_server_url)) == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) != 0
+        assert drill_databases(pg_server_url) == set()
+        assert not _alive(pid)
+    finally:
+        process.kill()
+
+
+def test_a_drill_killed_mid_way_is_cleaned_up_by_the_next(
+    drills: Drills, tmp_path: Path, pg_server_url: str
+) -> None:
+    """kill -9 leaves the drill database and the step's process; the next drill drops and
+    stops them before it starts (one drill at a time holds the rehearsal server's lock)."""
+    pid = tmp_path / "step.pid"
+    process = _drill_in_a_process(drills, pid)
+    try:
         process.kill()
         process.wait()
         [left] = drill_databases(pg_server_url)
