@@ -65,11 +65,13 @@ def bare(s3_url: str, jobs: int) -> float:
     key = max((o for o in listed if o["Key"].endswith(".dump")), key=lambda o: o["Key"])["Key"]
     with tempfile.TemporaryDirectory(prefix="bench-drill-") as folder:
         archive = Path(folder) / "backup.dump"
-        client.download_file(BUCKET, key, str(archive))
+        client.download_file(BUCKET, key, str(archive))  # what `aws s3 cp` does
+        fetched = time.monotonic()
         digest = hashlib.sha256()
         with archive.open("rb") as data:
             for chunk in iter(lambda: data.read(1 << 20), b""):
                 digest.update(chunk)
+        hashed = time.monotonic()
         with database(SERVER, f"bench_drill_{secrets.token_hex(4)}") as url:
             subprocess.run(
                 ["pg_restore", f"--jobs={jobs}", "--no-owner", "--dbname", url, str(archive)],
@@ -82,7 +84,12 @@ def bare(s3_url: str, jobs: int) -> float:
                 ).fetchall()
                 for (table,) in tables:
                     connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table)))
-    return time.monotonic() - started
+    ended = time.monotonic()
+    print(
+        f"  bare: fetch {fetched - started:.2f}s, sha256 {hashed - fetched:.2f}s, "
+        f"createdb + pg_restore + count(*) + dropdb {ended - hashed:.2f}s"
+    )
+    return ended - started
 
 
 def vigil(config: Path) -> float:
