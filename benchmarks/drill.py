@@ -25,21 +25,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import secrets
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import yaml
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.restore_test import SERVER, database
+from benchmarks.restore_test import SERVER, alternate, run_main
+from benchmarks.restore_test import bare as restore_bare
 
 BUCKET = "vigil-bench"
 PREFIX = "drill"
@@ -58,38 +55,23 @@ def s3_client(url: str) -> Any:
 
 
 def bare(s3_url: str, jobs: int) -> float:
-    """The newest dump from the bucket, its SHA-256, createdb, pg_restore, counts, dropdb."""
+    """The newest dump from the bucket (as `aws s3 cp`), its SHA-256, then the restore
+    benchmark's bare restore: createdb, pg_restore, count(*) of every table, dropdb."""
     started = time.monotonic()
     client = s3_client(s3_url)
     listed = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/")["Contents"]
     key = max((o for o in listed if o["Key"].endswith(".dump")), key=lambda o: o["Key"])["Key"]
     with tempfile.TemporaryDirectory(prefix="bench-drill-") as folder:
         archive = Path(folder) / "backup.dump"
-        client.download_file(BUCKET, key, str(archive))  # what `aws s3 cp` does
+        client.download_file(BUCKET, key, str(archive))
         fetched = time.monotonic()
         digest = hashlib.sha256()
         with archive.open("rb") as data:
             for chunk in iter(lambda: data.read(1 << 20), b""):
                 digest.update(chunk)
-        hashed = time.monotonic()
-        with database(SERVER, f"bench_drill_{secrets.token_hex(4)}") as url:
-            subprocess.run(
-                ["pg_restore", f"--jobs={jobs}", "--no-owner", "--dbname", url, str(archive)],
-                check=True,
-            )
-            with psycopg.connect(url) as connection:
-                tables = connection.execute(
-                    "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) "
-                    "FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
-                ).fetchall()
-                for (table,) in tables:
-                    connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table)))
-    ended = time.monotonic()
-    print(
-        f"  bare: fetch {fetched - started:.2f}s, sha256 {hashed - fetched:.2f}s, "
-        f"createdb + pg_restore + count(*) + dropdb {ended - hashed:.2f}s"
-    )
-    return ended - started
+        print(f"  bare: fetch {fetched - started:.2f}s, sha256 {time.monotonic() - fetched:.2f}s")
+        restore_bare(SERVER, archive, jobs)
+    return time.monotonic() - started
 
 
 def vigil(config: Path) -> float:
@@ -138,14 +120,10 @@ def measure(args: argparse.Namespace) -> None:
             state: Any = daily_backup(config_path=str(config), return_state=True)
             assert state.is_completed(), state.message
             print(f"backed up to s3://{BUCKET}/{PREFIX} on moto; jobs {args.jobs}")
-            times: dict[str, list[float]] = {"bare": [], "vigil": []}
-            for round_ in range(1, args.rounds + 1):
-                times["bare"].append(bare(s3_url, args.jobs))
-                times["vigil"].append(vigil(config))
-                print(
-                    f"round {round_}: bare {times['bare'][-1]:.2f}s, "
-                    f"vigil {times['vigil'][-1]:.2f}s"
-                )
+            times = alternate(
+                {"bare": lambda: bare(s3_url, args.jobs), "vigil": lambda: vigil(config)},
+                args.rounds,
+            )
     finally:
         moto.kill()
         moto.wait()
@@ -157,20 +135,9 @@ def measure(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rows", type=int, default=500_000, help="rows of bench-data.sql")
-    parser.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs for both")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating timings of each")
-    args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    if os.environ.get("PREFECT_API_URL"):
-        measure(args)
-        return
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        measure(args)
+    run_main(measure, (__doc__ or "").splitlines()[0])
 
 
 if __name__ == "__main__":

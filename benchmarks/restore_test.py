@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -128,21 +128,13 @@ def measure(args: argparse.Namespace) -> None:
         assert state.is_completed(), state.message
         [archive] = (Path(folder) / "backups" / name).glob("*.dump")
         print(f"archive {archive.stat().st_size / 1e6:,.0f} MB; jobs {args.jobs}")
-        times: dict[str, list[float]] = {"bare": [], "vigil": []}
-        runs = {
-            "bare": lambda: bare(SERVER, archive, args.jobs),
-            "vigil": lambda: vigil(config, name),
-        }
-        for round_ in range(1, args.rounds + 1):
-            # Each goes first in every other round: the one that follows pays for the
-            # checkpoint the previous restore's writes set off.
-            order = ["bare", "vigil"] if round_ % 2 else ["vigil", "bare"]
-            for side in order:
-                times[side].append(runs[side]())
-            print(
-                f"round {round_} ({' then '.join(order)}): bare {times['bare'][-1]:.2f}s, "
-                f"vigil {times['vigil'][-1]:.2f}s"
-            )
+        times = alternate(
+            {
+                "bare": lambda: bare(SERVER, archive, args.jobs),
+                "vigil": lambda: vigil(config, name),
+            },
+            args.rounds,
+        )
     best_bare, best_vigil = min(times["bare"]), min(times["vigil"])
     print(
         f"best: bare pg_restore + count(*) {best_bare:.2f}s, vigil restore test "
@@ -150,8 +142,22 @@ def measure(args: argparse.Namespace) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each side `rounds` times, taking turns to go first: the one that follows pays for
+    the checkpoint the previous restore's writes set off."""
+    times: dict[str, list[float]] = {side: [] for side in runs}
+    for round_ in range(1, rounds + 1):
+        order = list(runs) if round_ % 2 else list(reversed(runs))
+        for side in order:
+            times[side].append(runs[side]())
+        spent = ", ".join(f"{side} {times[side][-1]:.2f}s" for side in runs)
+        print(f"round {round_} ({' then '.join(order)}): {spent}")
+    return times
+
+
+def run_main(measure: Callable[[argparse.Namespace], None], description: str) -> None:
+    """The restore benchmarks' command line, against $PREFECT_API_URL or a test harness."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rows", type=int, default=500_000, help="rows of bench-data.sql")
     parser.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs for both")
     parser.add_argument("--rounds", type=int, default=2, help="alternating timings of each")
@@ -163,6 +169,10 @@ def main() -> None:
 
     with prefect_test_harness(server_startup_timeout=60):
         measure(args)
+
+
+def main() -> None:
+    run_main(measure, (__doc__ or "").splitlines()[0])
 
 
 if __name__ == "__main__":
