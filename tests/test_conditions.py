@@ -136,7 +136,7 @@ def test_parse_errors(text: str, message: str) -> None:
 
 def test_parse_rejects_non_text() -> None:
     with pytest.raises(ConditionError, match="a condition must be text, not int"):
-        parse_condition(200)  # type: ignore[arg-type]
+        parse_condition(200)
 
 
 # [STATUS] and the operators --------------------------------------------------------------

@@ -60,7 +60,7 @@ def test_each_deployment_matches_vigil_serve(name: str) -> None:
 
     ours, theirs = declared()[name], served()[name]
     path, function = ours["entrypoint"].split(":")
-    flow = load_flow_from_entrypoint(f"{ROOT / path}:{function}")
+    flow: Any = load_flow_from_entrypoint(f"{ROOT / path}:{function}")
     assert flow.name == theirs.flow_name
     served_path, served_function = theirs.entrypoint.split(":")
     assert (function, (ROOT / path).resolve()) == (served_function, Path(served_path).resolve())
