@@ -300,7 +300,7 @@ class Scenario:
         return Drill(
             started_at=self.ago(15, hours=9),
             finished_at=self.ago(15, hours=8, minutes=20),
-            status="completed",
+            status="missed",
             rto_s=2400.0,
             rpo_s=90000.0,
             rto_met=True,

@@ -67,7 +67,7 @@ def test_the_screen_shows_problems_in_full_and_healthy_monitors_as_a_count(
     assert lines[2] == "Monitors (4: 1 down, 3 up)"
     assert lines[3].startswith(" ! DOWN     web  since 2026-03-01 11:40 UTC (20m)")
     assert lines[4] == "  3 UP"
-    assert " ! 2026-02-14 03:00 UTC completed: RTO 40m met, RPO 1d1h MISSED" in "\n".join(lines)
+    assert " ! 2026-02-14 03:00 UTC missed: RTO 40m met, RPO 1d1h MISSED" in "\n".join(lines)
 
 
 def test_the_command_exits_1_and_speaks_json(tmp_path: Path) -> None:
@@ -289,3 +289,30 @@ def backup(database: str, at: datetime, status: str, verified: bool) -> Backup:
         verified=verified,
         size_bytes=5_000_000,
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "rto_met", "rpo_met", "attention"),
+    [
+        ("passed", True, True, None),
+        ("findings", True, True, "the last drill (2026-03-01 03:00 UTC) has findings to act on"),
+        ("missed", False, True, "the last drill missed its RTO"),
+        ("failed", False, False, "the last drill (2026-03-01 03:00 UTC) failed: the recovery"),
+    ],
+)
+def test_each_drill_verdict_reads_as_what_to_do(
+    status: str, rto_met: bool, rpo_met: bool, attention: str | None
+) -> None:
+    from datetime import UTC, datetime
+
+    from vigil.status import drill_attention
+    from vigil.store import Drill
+
+    drill = Drill(
+        started_at=datetime(2026, 3, 1, 3, tzinfo=UTC),
+        status=status,
+        rto_met=rto_met,
+        rpo_met=rpo_met,
+    )
+    said = drill_attention(drill)
+    assert said == attention if attention is None else (said or "").startswith(attention)

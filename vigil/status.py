@@ -334,14 +334,26 @@ def drill_line(session: Session, ui_url: str | None) -> DrillLine:
         flow_run_id=drill.flow_run_id,
         link=run_link(ui_url, drill.flow_run_id),
     )
+    line.attention = drill_attention(drill)
+    return line
+
+
+def drill_attention(drill: Drill) -> str | None:
+    """What the last drill's verdict asks of the operator (its statuses: passed, findings,
+    missed, failed; see vigil.drill)."""
+    when = _stamp(drill.started_at)
     missed = [
         name for name, met in (("RTO", drill.rto_met), ("RPO", drill.rpo_met)) if met is False
     ]
+    if drill.status == "failed":
+        return f"the last drill ({when}) failed: the recovery did not complete"
+    if missed:
+        return f"the last drill missed its {' and '.join(missed)}"
+    if drill.status == "findings":
+        return f"the last drill ({when}) has findings to act on (see its report)"
     if is_failure(drill.status):
-        line.attention = f"the last drill ({_stamp(drill.started_at)}) {drill.status}"
-    elif missed:
-        line.attention = f"the last drill missed its {' and '.join(missed)}"
-    return line
+        return f"the last drill ({when}) {drill.status}"
+    return None
 
 
 def deploy_line(session: Session, target: str, ui_url: str | None) -> DeployLine:
