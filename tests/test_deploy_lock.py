@@ -79,7 +79,7 @@ def test_concurrent_verifications_take_turns_and_an_impatient_one_gives_up(
         target = {"web": app.target(**settings)}
         return str(write_config(tmp_path / name, store_url, webhook_receiver.url, target))
 
-    holder = cli(Path(config("pipeline.yaml", window="3s")), "20240501")
+    holder = cli(Path(config("pipeline.yaml", window="8s")), "20240501")
     try:
         deadline = time.monotonic() + 60
         while not (rows := verifications(store_url)) and time.monotonic() < deadline:
