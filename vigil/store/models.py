@@ -301,6 +301,7 @@ class DeployVerification(Base, kw_only=True):
         cascade="all, delete-orphan",
         order_by="DeployMeasurement.measured_at",
         default_factory=list,
+        repr=False,  # a lazy load in repr fails on a detached row (in test and log output)
     )
 
 
@@ -323,7 +324,7 @@ class DeployMeasurement(Base, kw_only=True):
         RedactedJSON, default_factory=list, insert_default=list
     )
     verification: Mapped[DeployVerification] = relationship(
-        back_populates="measurements", default=None
+        back_populates="measurements", default=None, repr=False
     )
 
 
