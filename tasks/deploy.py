@@ -24,7 +24,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError
 
-from tasks.http import certificate_left, probe_http
+from tasks.http import certificate_left, probe_http, resolve_address
 from vigil.conditions import Condition, Observation, evaluate_all, parse_condition
 from vigil.config import DeployTarget, Monitor, ProcessCheck, Rollback
 from vigil.deploy import CheckOutcome, Measurement, classify_http, classify_process
@@ -118,6 +118,7 @@ async def _measure(checks: list[HttpCheck], process: ProcessCheck | None) -> lis
 async def _http(client: httpx.AsyncClient, check: HttpCheck) -> CheckOutcome:
     obs = await probe_http(check.monitor, client, read_body=check.read_body)
     await _certificate(check, obs)
+    await _address(check, obs)
     url = check.monitor.url or ""
     return classify_http(check.check, url, obs, evaluate_all(check.conditions, obs))
 
@@ -133,6 +134,13 @@ async def _certificate(check: HttpCheck, obs: Observation) -> None:
         obs.certificate_expiration = left
     else:
         obs.error = left
+
+
+async def _address(check: HttpCheck, obs: Observation) -> None:
+    """Only for a health condition on [IP], as the sweep does."""
+    if any(c.subject.placeholder == "IP" for c in check.conditions) and obs.error is None:
+        host = urlsplit(check.monitor.url or "").hostname or ""
+        obs.ip = await resolve_address(host, check.monitor.timeout)
 
 
 def _monitor(target: str, key: str, url: str, timeout: timedelta, conditions: list[str]) -> Monitor:

@@ -138,7 +138,7 @@ class _Sweep:
 
     def _address(self, host: str, timeout: timedelta) -> asyncio.Task[str | None]:
         if host not in self.addresses:
-            self.addresses[host] = asyncio.create_task(_resolve(host, timeout))
+            self.addresses[host] = asyncio.create_task(resolve_address(host, timeout))
         return self.addresses[host]
 
 
@@ -309,7 +309,8 @@ def _add_certificate(obs: Observation, left: timedelta | str) -> None:
         obs.error = left
 
 
-async def _resolve(host: str, timeout: timedelta) -> str | None:
+async def resolve_address(host: str, timeout: timedelta) -> str | None:
+    """The first address `host` resolves to, for `[IP]`; None when it does not resolve."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout.total_seconds()):

@@ -288,3 +288,18 @@ def test_a_run_that_stops_half_way_still_alerts(
     assert alert["severity"] == "critical"
     assert alert["title"] == "web@20240501: deploy verification stopped with an error"
     assert "it may be running either release" in alert["summary"]
+
+
+def test_a_health_condition_on_the_address_is_judged(
+    tmp_path: Path, store_file: str, webhook_receiver: HttpReceiver, app: LocalApp
+) -> None:
+    """`[IP]` is filled on the deploy path too, as in the sweep."""
+    app.add_release("20240501", "good")
+    assert app.deploy("20240501").returncode == 0
+    health = app.target()["health"] | {"conditions": ["[STATUS] == 200", "[IP] == 127.0.0.1"]}
+    config = configure(tmp_path, store_file, webhook_receiver, app, health=health)
+
+    state = verify("20240501", config)
+
+    assert state.is_completed(), state.message
+    assert state.result()["verdict"] == "passed"
