@@ -160,7 +160,7 @@ def cleanup_hook(flow: Any, flow_run: Any, state: Any) -> None:
     try:
         config = load_config(flow_run.parameters.get("config_path"))
         runbook.stop_remembered()
-        target = config.drill.target_url or config.restore_test.scratch_url
+        target = drill.rehearsal_url(config)
         if target:
             import psycopg
 
@@ -182,7 +182,7 @@ def dr_drill(config_path: str | None = None) -> Any:
     declared = datetime.now(UTC)
     config = load_config(config_path)
     settings = config.drill
-    target = settings.target_url or config.restore_test.scratch_url
+    target = drill.rehearsal_url(config)
     result = drill.Result(
         declared,
         settings.rto,
@@ -286,7 +286,7 @@ def run_probes(config: Config, result: drill.Result, cwd: Path, logs: Path) -> N
 def database_env(config: Config, result: drill.Result) -> dict[str, str]:
     """`VIGIL_DRILL_DATABASE_URL` (the first restored database) and one
     `VIGIL_DRILL_DATABASE_URL_<NAME>` per restored database, for the app and the steps."""
-    target = config.drill.target_url or config.restore_test.scratch_url
+    target = drill.rehearsal_url(config)
     env: dict[str, str] = {}
     for recovery in result.recoveries:
         if target and recovery.restored_as:

@@ -28,8 +28,8 @@ def run(flow: Any, **parameters: Any) -> tuple[Any, Any]:
     return state, state.result(raise_on_failure=False)
 
 
-def table_artifact(key: str) -> list[dict[str, Any]]:
-    """The rows of the newest table artifact with this key, read through the Prefect API."""
+def latest_artifact_data(key: str) -> Any:
+    """The data of the newest artifact with this key, read through the Prefect API."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 
@@ -38,7 +38,17 @@ def table_artifact(key: str) -> list[dict[str, Any]]:
             artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key]))
         )
     assert found, f"no artifact {key!r}"
-    data = found[0].data
+    return found[0].data
+
+
+def table_artifact(key: str) -> list[dict[str, Any]]:
+    """The rows of the newest table artifact with this key."""
+    data = latest_artifact_data(key)
     rows = json.loads(data) if isinstance(data, str) else data
     assert isinstance(rows, list)
     return rows
+
+
+def markdown_artifact(key: str) -> str:
+    """The text of the newest markdown artifact with this key."""
+    return str(latest_artifact_data(key))

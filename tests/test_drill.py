@@ -31,7 +31,7 @@ from tests.fixtures.postgres import throwaway_database
 from tests.fixtures.receivers import HttpReceiver
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.targets import HttpTarget
-from tests.helpers import run, write_config
+from tests.helpers import markdown_artifact, run, write_config
 from tests.ports import free_port
 from vigil import runbook
 from vigil.store import Drill, open_store
@@ -201,7 +201,7 @@ def test_a_drill_recovers_from_the_offsite_copy_and_meets_both_objectives(
     assert "| RTO |" in record.report and "## Action items\n\n- none" in record.report
     [alert] = drills.alerts()
     assert (alert["severity"], alert["title"]) == ("low", "DR drill passed")
-    report = _latest_markdown(ARTIFACT_KEY)
+    report = markdown_artifact(ARTIFACT_KEY)
     assert report == record.report
 
 
@@ -356,18 +356,6 @@ def _alive(pid_file: Path) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _latest_markdown(key: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
-
-    with get_client(sync_client=True) as client:
-        found = client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key]))
-        )
-    assert found
-    return str(found[0].data)
 
 
 def test_vigil_drill_writes_the_report_and_exits_by_the_verdict(

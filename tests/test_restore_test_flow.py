@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from flows.restore_test import artifact_key
 from tests.fixtures.restore import Setup, checks_by_name, scratch_databases
+from tests.helpers import markdown_artifact
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "nothing_left_behind")
 
@@ -45,7 +46,7 @@ def test_a_good_backup_restores_completely_and_passes(shared: Setup) -> None:
     report = summary["databases"][0]
     assert report["scratch_database"].startswith(f"vigil_restore_{shared.name}_")
     assert shared.alerts() == []
-    assert _latest_markdown(artifact_key(shared.name)).startswith(
+    assert markdown_artifact(artifact_key(shared.name)).startswith(
         f"# Restore test of `{shared.name}`: passed"
     )
 
@@ -228,18 +229,6 @@ def test_the_cli_runs_the_flow_and_prints_json(shared: Setup) -> None:
     assert (database["backup_id"], database["status"]) == (backup, "passed")
     bad = CliRunner().invoke(app, ["restore-test", "-c", shared.config(), "-d", "nope"])
     assert bad.exit_code == 2
-
-
-def _latest_markdown(key: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
-
-    with get_client(sync_client=True) as client:
-        found = client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key]))
-        )
-    assert found, f"no artifact {key!r}"
-    return str(found[0].data)
 
 
 def test_a_run_over_the_hard_time_limit_fails_and_cleans_up(shared: Setup) -> None:

@@ -279,6 +279,12 @@ def _round(value: float | None) -> float | None:
 # --- phase 1: locate the offsite copy -----------------------------------------------------------
 
 
+def rehearsal_url(config: Config) -> str | None:
+    """The server the recovery is rehearsed on: `drill.target_url`, else the restore test's
+    scratch server."""
+    return config.drill.target_url or config.restore_test.scratch_url
+
+
 def offsite_problem(config: Config) -> str | None:
     """Why this config has no offsite copy to recover from, or None."""
     storage = config.backup.storage
