@@ -14,16 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from vigil.config import Config
-
-TAGS = {
-    "uptime-sweep": ["vigil", "uptime"],
-    "weekly-report": ["vigil", "report"],
-    "deploy-verify": ["vigil", "deploy"],
-    "deploy-rollback": ["vigil", "deploy"],
-    "daily-backup": ["vigil", "backup"],
-    "weekly-restore-test": ["vigil", "restore-test"],
-    "dr-drill": ["vigil", "drill"],
-}
+from vigil.duties import TAGS
 
 
 def one_at_a_time() -> Any:

@@ -7,7 +7,8 @@ The decisions live in `vigil.backup`, pg_dump and pg_restore in `tasks.pgtools`,
 
 Two backups of the same database never overlap: each takes the Prefect global concurrency
 limit `backup-<database>` (created with limit 1 on first use, so it works on any server,
-including the test harness), waiting up to LOCK_TIMEOUT for a running backup to finish.
+including the test harness), waiting up to `backup.lock_timeout` (30 minutes) for a
+running backup to finish.
 Holding the lock also makes leftovers safe to clean: a catalog row still `running`, a
 `.partial` file or an unfinished multipart upload of that database belongs to a dead run.
 """
@@ -16,15 +17,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from prefect.tasks import exponential_backoff
 
 from tasks.notify import notify
@@ -65,17 +64,12 @@ from vigil.backup import (
 )
 from vigil.config import Config, Database, load_config
 from vigil.durations import format_duration
+from vigil.locks import Locked, held
 from vigil.redact import redact
-from vigil.runtime import ensure_lock, flow_run_id, outcome
+from vigil.runtime import flow_run_id, outcome
 from vigil.store import Store, open_store
 
 ARTIFACT_KEY = "daily-backup"
-# A backup waits this long for another backup of the same database to finish.
-LOCK_TIMEOUT = timedelta(minutes=30)
-
-
-class BackupLocked(Exception):
-    """Another backup of the database held its lock for longer than we wait."""
 
 
 def _run_name() -> str:
@@ -129,12 +123,12 @@ def back_up(config: Config, store: Store, storage: Storage, database: Database) 
         "%s: taking the lock backup-%s (waiting up to %s while another backup of it runs)",
         database.name,
         database.name,
-        format_duration(LOCK_TIMEOUT),
+        format_duration(config.backup.lock_timeout),
     )
     try:
-        with backup_lock(store, database.name, LOCK_TIMEOUT):
+        with backup_lock(store, database.name, config.backup.lock_timeout):
             return make_backup(config, store, storage, database)
-    except BackupLocked as exc:
+    except Locked as exc:
         return Outcome(database.name, status=LOCKED, error=str(exc))
 
 
@@ -283,19 +277,11 @@ def unique_start(store: Store, database: str) -> datetime:
         time.sleep(1.05 - datetime.now(UTC).microsecond / 1e6)
 
 
-@contextmanager
-def backup_lock(store: Store, database: str, timeout: timedelta) -> Iterator[None]:
-    """Hold `backup-<database>`; raise BackupLocked, naming the holder, after `timeout`."""
+def backup_lock(store: Store, database: str, timeout: timedelta) -> AbstractContextManager[None]:
+    """Hold `backup-<database>`; raise Locked, naming the holder, after `timeout`."""
     name = f"backup-{database}"
-    ensure_lock(name)
-    acquired = False
-    try:
-        with concurrency(name, occupy=1, timeout_seconds=timeout.total_seconds(), strict=True):
-            acquired = True
-            yield
-    except TimeoutError as exc:
-        if acquired:
-            raise
+
+    def refusal() -> str:
         holder = running_backup(store, database)
         who = (
             f"backup {holder.id} has held it since {holder.created_at:%Y-%m-%d %H:%M:%S} UTC "
@@ -304,7 +290,10 @@ def backup_lock(store: Store, database: str, timeout: timedelta) -> Iterator[Non
             else "no backup is recorded as running, so a run may have died holding it; its "
             "lease expires within 5 minutes"
         )
-        raise BackupLocked(
+        return (
             f"{database}: waited {format_duration(timeout)} for the lock {name!r} and gave up; "
-            f"{who}. No backup was taken; run again once it is done."
-        ) from exc
+            f"{who}. No backup was taken; run again once it is done, or raise "
+            "backup.lock_timeout."
+        )
+
+    return held(name, timeout, refusal)

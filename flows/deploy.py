@@ -17,12 +17,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.concurrency.sync import concurrency
 
 from tasks.deploy import http_checks, measure, roll_back
 from tasks.notify import notify
@@ -43,17 +43,14 @@ from vigil.deploy import (
     start_record,
 )
 from vigil.durations import format_duration
+from vigil.locks import Locked, held
 from vigil.notify import Alert
 from vigil.rollback import Plan, Request, plan_rollback
-from vigil.runtime import ensure_lock, flow_run_id, flow_run_link, outcome
+from vigil.runtime import flow_run_id, flow_run_link, outcome
 from vigil.store import DeployVerification, Store, open_store
 
 # Characters Prefect refuses in a concurrency limit's name.
 LOCK_NAME_BANNED = "/%&><"
-
-
-class DeployLocked(Exception):
-    """Another verification or rollback of the target held its lock for too long."""
 
 
 @flow(name="deploy-verify", flow_run_name="verify {target}@{release}", log_prints=False)
@@ -67,7 +64,7 @@ def deploy_verify(
         try:
             with target_lock(store, target, deploy):
                 story = verify_release(store, target, deploy, release, dry_run)
-        except DeployLocked as exc:
+        except Locked as exc:
             return _locked(target, release, str(exc))
     return conclude(config, story)
 
@@ -93,7 +90,7 @@ def deploy_rollback(target: str, to: str | None = None, config_path: str | None 
         try:
             with target_lock(store, target, deploy):
                 story = rollback_by_hand(store, target, deploy, deploy.rollback, to)
-        except DeployLocked as exc:
+        except Locked as exc:
             return _locked(target, None, str(exc))
     assert story.plan is not None  # rollback_by_hand always plans
     if story.plan.problem:
@@ -255,22 +252,10 @@ def lock_name(target: str) -> str:
     return f"deploy-{target}"
 
 
-@contextmanager
-def target_lock(store: Store, target: str, deploy: DeployTarget) -> Iterator[None]:
-    """Hold the target's lock; raise DeployLocked, naming the holder, after lock_timeout."""
-    name = lock_name(target)
-    ensure_lock(name)
-    acquired = False
-    try:
-        with concurrency(
-            name, occupy=1, timeout_seconds=deploy.lock_timeout.total_seconds(), strict=True
-        ):
-            acquired = True
-            yield
-    except TimeoutError as exc:
-        if acquired:
-            raise
-        raise DeployLocked(_locked_message(store, target, deploy)) from exc
+def target_lock(store: Store, target: str, deploy: DeployTarget) -> AbstractContextManager[None]:
+    """Hold the target's lock; raise Locked, naming the holder, after lock_timeout."""
+    refusal = partial(_locked_message, store, target, deploy)
+    return held(lock_name(target), deploy.lock_timeout, refusal)
 
 
 def _locked_message(store: Store, target: str, deploy: DeployTarget) -> str:

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-import flows.backup as backup_flow
 from flows.backup import backup_lock, daily_backup
 from tests.backup_helpers import backups, configure, seed
 from tests.fixtures.receivers import HttpReceiver
@@ -50,11 +49,17 @@ def test_a_backup_that_cannot_get_the_lock_gives_up_and_names_the_holder(
     webhook_receiver: HttpReceiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    storage = (tmp_path / "b").as_uri()
     config = str(
-        configure(tmp_path, pg_database, (tmp_path / "b").as_uri(), hook=webhook_receiver.url)
+        configure(
+            tmp_path,
+            pg_database,
+            storage,
+            hook=webhook_receiver.url,
+            backup={"lock_timeout": "500ms"},
+        )
     )
     store_url = f"sqlite:///{tmp_path / 'vigil.db'}"
-    monkeypatch.setattr(backup_flow, "LOCK_TIMEOUT", timedelta(milliseconds=500))
     holder = Backup(
         id="main-20240501T020000Z",
         database="main",
@@ -72,6 +77,7 @@ def test_a_backup_that_cannot_get_the_lock_gives_up_and_names_the_holder(
     assert "waited 500ms for the lock 'backup-main' and gave up" in message
     assert "backup main-20240501T020000Z has held it since 2024-05-01 02:00:00 UTC" in message
     assert "4c3f0000-0000-4000-8000-000000000001" in message
+    assert "raise backup.lock_timeout" in message
     assert [b.id for b in backups(tmp_path)] == [holder.id], "no backup may start without the lock"
     [alert] = webhook_receiver.json_bodies()
     assert (alert["severity"], alert["title"]) == ("critical", "Backup of main did not run")

@@ -98,11 +98,11 @@ def run_flow(
     from prefect import tags
     from prefect.settings import temporary_settings
 
-    from deployments.serve import TAGS
+    from vigil.duties import tags_of
 
     connect_prefect()
     settings = {} if heartbeats else {"flows.heartbeat_frequency": None}
-    duty_tags = TAGS.get(getattr(flow, "name", ""), ["vigil"])
+    duty_tags = tags_of(getattr(flow, "name", ""))
     with temporary_settings(updates=settings), tags(*duty_tags):
         state = flow(**parameters, return_state=True)
     try:

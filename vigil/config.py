@@ -251,6 +251,8 @@ class BackupConfig(Model):
     config_files: list[str] = []
     compression: int = Field(default=1, ge=0, le=9)
     schedule: str = "0 2 * * *"
+    # How long a backup waits for another backup of the same database to finish.
+    lock_timeout: Duration = timedelta(minutes=30)
 
     @field_validator("storage")
     @classmethod

@@ -101,3 +101,11 @@ def install_log_redaction() -> None:
         for handler in logger.handlers:
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                 handler.addFilter(RedactingFilter())
+
+
+def error_line(exc: BaseException) -> str:
+    """The first line of an error's message, redacted: what a finding, a record or an alert
+    quotes of a library's exception (psycopg, boto3, OSError), without its traceback or the
+    server's multi-line detail. An exception without a message reads as its type."""
+    text = str(exc).strip()
+    return redact(text.splitlines()[0] if text else type(exc).__name__)

@@ -227,39 +227,3 @@ def as_is(value: T) -> T:
     from prefect.utilities.annotations import quote
 
     return cast(T, quote(value))
-
-
-def ensure_lock(name: str) -> None:
-    """`concurrency` only holds runs back when the limit exists: create it with limit 1 on
-    first use, and put back one that was loosened or switched off by hand."""
-    import contextlib
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import (
-        GlobalConcurrencyLimitCreate,
-        GlobalConcurrencyLimitUpdate,
-    )
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            existing = client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            # A run starting at the same moment may create it first: that one is as good.
-            with contextlib.suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=1)
-                )
-            return
-        if existing.limit != 1 or not existing.active:
-            from prefect import get_run_logger
-
-            get_run_logger().warning(
-                "concurrency limit %r had limit %s (active: %s); setting it back to 1, active",
-                name,
-                existing.limit,
-                existing.active,
-            )
-            client.update_global_concurrency_limit(
-                name, GlobalConcurrencyLimitUpdate(limit=1, active=True)
-            )
