@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vigil.runtime import summary_of
+
 BENCH_SQL = Path("/work/shared/bench-data.sql")
 SERVER = os.environ.get("VIGIL_BENCH_SERVER", "postgresql://postgres@127.0.0.1:5432")
 VARIANTS = ("pg_dump", "local", "s3", "s3-16", "empty")
@@ -151,7 +153,7 @@ def child(config: str) -> None:
     started = time.perf_counter()
     state: Any = daily_backup(config_path=config, return_state=True)
     seconds = time.perf_counter() - started
-    summary = state.result(raise_on_failure=False)
+    summary = summary_of(state)
     if not state.is_completed():
         raise SystemExit(f"the backup did not succeed: {state.message}")
     [database] = summary["databases"]

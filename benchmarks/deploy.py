@@ -35,6 +35,8 @@ from typing import Any
 import httpx
 import yaml
 
+from vigil.runtime import summary_of
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -124,7 +126,7 @@ def vigil_run(config: Path, window: float, name: str) -> Timing:
     state = deploy_verify("web", name, config_path=str(config), return_state=True)
     wall = time.monotonic() - started
     assert isinstance(state, State)
-    summary = state.result(raise_on_failure=False)
+    summary = summary_of(state)
     if not state.is_completed() or not isinstance(summary, dict):
         raise RuntimeError(f"vigil did not pass the healthy app: {state.message}")
     return Timing("vigil deploy-verify", window, wall, summary["measurements"])

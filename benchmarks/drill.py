@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.restore_test import SERVER, alternate, run_main
 from benchmarks.restore_test import bare as restore_bare
+from vigil.runtime import summary_of
 
 BUCKET = "vigil-bench"
 PREFIX = "drill"
@@ -80,7 +81,7 @@ def vigil(config: Path) -> float:
     started = time.monotonic()
     state: Any = dr_drill(config_path=str(config), return_state=True)
     elapsed = time.monotonic() - started
-    summary = state.result(raise_on_failure=False)
+    summary = summary_of(state)
     if not isinstance(summary, dict) or summary.get("status") != "passed":
         raise SystemExit(f"the drill did not pass: {state.message}")
     phases = ", ".join(

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.targets import ROOT, running_target
+from vigil.runtime import summary_of
 
 CONCURRENCY = 100
 CONDITIONS = ["[STATUS] == 200", "[BODY].status == ok"]
@@ -155,7 +156,7 @@ def run_flow(n: int, url_base: str, *, again: bool = False) -> float:
         if again:
             sweep()
         seconds = timed(sweep)
-    summary = outcome[-1].result(raise_on_failure=False)
+    summary = summary_of(outcome[-1])
     if not isinstance(summary, dict) or summary.get("up") != n:
         raise SystemExit(f"the sweep flow did not see all {n} monitors up: {outcome[-1].message}")
     return seconds

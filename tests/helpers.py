@@ -7,6 +7,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from vigil.runtime import summary_of
+
 
 def write_config(tmp_path: Path, body: str, *, hook: str | None = None) -> Path:
     """A config file with a SQLite store in tmp_path and, given `hook`, every severity
@@ -25,7 +27,7 @@ def write_config(tmp_path: Path, body: str, *, hook: str | None = None) -> Path:
 def run(flow: Any, **parameters: Any) -> tuple[Any, Any]:
     """Run a flow for real; return (final state, summary)."""
     state = flow(**parameters, return_state=True)
-    return state, state.result(raise_on_failure=False)
+    return state, summary_of(state)
 
 
 def latest_artifact_data(key: str) -> Any:

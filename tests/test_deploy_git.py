@@ -11,6 +11,7 @@ import pytest
 
 from tests.deploy_helpers import APP, LocalApp, verify, write_config
 from tests.fixtures.receivers import HttpReceiver
+from vigil.runtime import summary_of
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -85,7 +86,7 @@ def test_git_rollback_returns_to_the_last_verified_commit(
     assert state.name == "RolledBack", state.message
     assert git(repo, "rev-parse", "HEAD") == good
     assert 'MODE = "good"' in (repo / "build" / "app.py").read_text()
-    summary = state.result(raise_on_failure=False)
+    summary = summary_of(state)
     assert isinstance(summary, dict)
     assert summary["rolled_back_to"] == good and summary["rollback_healthy"] == "yes"
     alert = webhook_receiver.json_bodies()[-1]

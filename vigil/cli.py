@@ -105,9 +105,9 @@ def notify_test_command(
 
 def main() -> None:
     """Console-script entry point."""
-    from vigil.redact import install_log_redaction
+    from vigil.logs import install
 
-    install_log_redaction()
+    install()
     try:
         app()
     except SystemExit as done:

@@ -17,13 +17,18 @@ from rich.console import Console
 
 from vigil.config import Config, ConfigError, load_config
 from vigil.redact import redact
+from vigil.runtime import summary_of
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("-c", "--config", help="Config file (default: $VIGIL_CONFIG, else ./vigil.yaml)."),
+    typer.Option(
+        "-c",
+        "--config",
+        help="Config file (default: $VIGIL_CONFIG, else ./vigil.yaml, then $VIGIL_HOME/vigil.yaml)",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
 
@@ -106,7 +111,7 @@ def run_flow(
     with temporary_settings(updates=settings), tags(*duty_tags):
         state = flow(**parameters, return_state=True)
     try:
-        summary = state.result(raise_on_failure=False)
+        summary = summary_of(state)
     except Exception as exc:  # the run crashed before returning a summary
         summary = None
         return False, summary, redact(state.message or str(exc))

@@ -1,7 +1,8 @@
 """One YAML file declares every duty; this module reads it and refuses it loudly when wrong.
 
-The file is found at `-c PATH`, else `$VIGIL_CONFIG`, else `./vigil.yaml`. `${VAR}` and
-`${VAR:-default}` are filled from the environment so secrets stay out of the file. Every
+The file is found at `-c PATH`, else `$VIGIL_CONFIG`, else `./vigil.yaml`, else
+`$VIGIL_HOME/vigil.yaml`. `${VAR}` and `${VAR:-default}` are filled from the environment
+so secrets stay out of the file. Every
 problem is reported at once, each with its key path (`monitors[2].url: ...`), because an
 operator fixing a config wants the whole list, not one error per attempt.
 """
@@ -521,9 +522,21 @@ def cross_check(config: Config) -> list[str]:
     return errors
 
 
+def config_places(path: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Where the config may be, in order: `-c PATH` or `$VIGIL_CONFIG` alone when given,
+    else `./vigil.yaml`, then `$VIGIL_HOME/vigil.yaml` (where `vigil up` writes the example)."""
+    chosen = path or os.environ.get("VIGIL_CONFIG")
+    if chosen:
+        return [Path(chosen).expanduser()]
+    from vigil.paths import vigil_home
+
+    return [Path("vigil.yaml"), vigil_home(create=False) / "vigil.yaml"]
+
+
 def resolve_path(path: str | os.PathLike[str] | None) -> Path:
-    """`-c PATH`, else `$VIGIL_CONFIG`, else `./vigil.yaml`."""
-    return Path(path or os.environ.get("VIGIL_CONFIG") or "vigil.yaml").expanduser()
+    """The first of `config_places` that exists, else the first of them."""
+    places = config_places(path)
+    return next((p for p in places if p.exists()), places[0])
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -532,8 +545,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         text = where.read_text(encoding="utf-8")
     except FileNotFoundError:
+        looked = ", ".join(str(p) for p in config_places(path))
         raise ConfigError(
-            [f"no config file at {where} (create one with `vigil init {where}`)"], where
+            [f"no config file (looked at {looked}); create one with `vigil init {where}`"],
+            where,
         ) from None
     except OSError as exc:
         raise ConfigError([f"cannot read {where}: {exc.strerror}"], where) from None

@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 
 
-def vigil_home() -> Path:
-    """`$VIGIL_HOME`, else `~/.vigil`; created on first use."""
+def vigil_home(create: bool = True) -> Path:
+    """`$VIGIL_HOME`, else `~/.vigil`; created on first use unless `create` is false."""
     home = Path(os.environ.get("VIGIL_HOME") or Path.home() / ".vigil").expanduser()
-    home.mkdir(parents=True, exist_ok=True)
+    if create:
+        home.mkdir(parents=True, exist_ok=True)
     return home
 
 

@@ -94,15 +94,6 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install_log_redaction() -> None:
-    """Attach the filter to every handler of the root and Prefect loggers (idempotent)."""
-    for name in ("", "prefect", "vigil", "httpx", "botocore"):
-        logger = logging.getLogger(name)
-        for handler in logger.handlers:
-            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-                handler.addFilter(RedactingFilter())
-
-
 def error_line(exc: BaseException) -> str:
     """The first line of an error's message, redacted: what a finding, a record or an alert
     quotes of a library's exception (psycopg, boto3, OSError), without its traceback or the

@@ -25,7 +25,15 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
+from vigil import logs
+from vigil.findings import DutyFinding
+
 T = TypeVar("T")
+
+# Every flow imports this module, also in the process Prefect's engine starts for a served or
+# worker run (which loads the flow's file by path, not as part of a package): the log
+# boundary is in place there before the run logs anything.
+logs.install()
 
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORT = 4200
@@ -208,14 +216,42 @@ def flow_run_id() -> str | None:
 def outcome(
     problem: str | None, summary: dict[str, Any], message: str, *, degraded: bool = False
 ) -> Any:
-    """The final state of a duty's run: Completed, Completed named Degraded, or a named failure."""
+    """The final state of a duty's run: Completed, Completed named Degraded, or a FAILED
+    state named for the problem. The verdict is also the run's last log line (ERROR for a
+    problem, WARNING when degraded), so the run's logs end with what it found."""
     from prefect.states import Completed, Failed
 
+    _log_verdict(problem, message, degraded)
     if problem:
-        return Failed(name=problem, message=message, data=summary)
+        return Failed(name=problem, message=message, data=DutyFinding(problem, message, summary))
     if degraded:
         return Completed(name="Degraded", message=message, data=summary)
     return Completed(message=message, data=summary)
+
+
+def _log_verdict(problem: str | None, message: str, degraded: bool) -> None:
+    import logging
+
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        logger: Any = get_run_logger()
+    except MissingContextError:
+        logger = logging.getLogger("vigil")
+    if problem:
+        logger.error("%s: %s", problem, message)
+    elif degraded:
+        logger.warning("Degraded: %s", message)
+    else:
+        logger.info("Completed: %s", message)
+
+
+def summary_of(state: Any) -> Any:
+    """What a duty's run returned (its summary), whether it ended Completed or FAILED; an
+    exception when it crashed."""
+    value = state.result(raise_on_failure=False)
+    return value.summary if isinstance(value, DutyFinding) else value
 
 
 def as_is(value: T) -> T:
