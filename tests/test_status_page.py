@@ -204,3 +204,22 @@ def test_after_a_sweep_the_page_is_published_where_the_config_says(
         config, seeded.store, END, statuspage.Settings(out=str(tmp_path / "www"))
     )
     assert written == [str(tmp_path / "www" / name) for name in statuspage.FILES]
+
+
+def test_the_command_writes_where_the_config_says_without_out(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    site = tmp_path / "from-config"
+    config = STANDARD.write_config(tmp_path, seeded.url, extra=f"status_page: {{out: '{site}'}}\n")
+    result = CliRunner().invoke(app, ["status-page", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in site.iterdir()) == ["index.html", "status.json"]
+
+
+def test_the_command_without_any_destination_says_how_to_give_one(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    config = STANDARD.write_config(tmp_path, seeded.url)
+    result = CliRunner().invoke(app, ["status-page", "-c", str(config)])
+    assert result.exit_code == 2
+    assert "--out DIR or --upload s3://..., or status_page.out" in result.output

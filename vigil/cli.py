@@ -118,7 +118,7 @@ def main() -> None:
 def _register_duties() -> None:
     from vigil.commands import register_all
 
-    register_all(app)
+    register_all(app)  # also summarises the commands defined in this module
 
 
 _register_duties()

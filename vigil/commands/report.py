@@ -13,10 +13,12 @@ push failed.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -106,7 +108,10 @@ def status_command(config: ConfigOption = None, json_output: JsonOption = False)
 
 
 def status_page_command(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the site into.")],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder to write the site into (default: status_page.out)."),
+    ] = None,
     upload: Annotated[
         str | None,
         typer.Option("--upload", help="Also copy it to s3://bucket/prefix (overrides config)."),
@@ -115,23 +120,42 @@ def status_page_command(
 ) -> None:
     """Write the public status page (index.html, status.json) for the public monitors."""
     from vigil import statuspage
-    from vigil.store import open_store
 
     loaded = config_for(config)
     if not any(m.public for m in loaded.monitors):
         fail("no monitor is public: mark the ones to show with `public: true`", 2)
+    settings = statuspage.Settings.of(loaded)
+    target = upload or settings.upload
+    chosen = out_dir or (Path(settings.out).expanduser() if settings.out else None)
+    if chosen is None and not target:
+        fail("say where the page goes: --out DIR or --upload s3://..., or status_page.out", 2)
+    with contextlib.ExitStack() as stack:
+        folder = chosen or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        page = _write_page(loaded, folder)
+        if target:
+            _upload_page(loaded, folder, target)
+    out.print(f"status: {page.overall_text}", markup=False)
+
+
+def _write_page(loaded: Any, folder: Path) -> Any:
+    from vigil import statuspage
+    from vigil.store import open_store
+
     with open_store(loaded.store.url) as store:
         page = statuspage.build(loaded, store, datetime.now(UTC))
-    for path in statuspage.write(page, out_dir):
+    for path in statuspage.write(page, folder):
         out.print(f"wrote {path}", markup=False)
-    target = upload or statuspage.Settings.of(loaded).upload
-    if target:
-        try:
-            keys = statuspage.upload(out_dir, target, loaded)
-        except Exception as exc:  # boto3 raises many kinds; each is "could not upload"
-            fail(f"status page upload to {target} failed: {exc}", 1)
-        out.print(f"uploaded {', '.join(keys)} to {target}", markup=False)
-    out.print(f"status: {page.overall_text}", markup=False)
+    return page
+
+
+def _upload_page(loaded: Any, out_dir: Path, target: str) -> None:
+    from vigil import statuspage
+
+    try:
+        keys = statuspage.upload(out_dir, target, loaded)
+    except Exception as exc:  # boto3 raises many kinds; each is "could not upload"
+        fail(f"status page upload to {target} failed: {exc}", 1)
+    out.print(f"uploaded {', '.join(keys)} to {target}", markup=False)
 
 
 def metrics_command(
