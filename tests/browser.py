@@ -66,11 +66,18 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="vigil-chromium-") as profile:
         return subprocess.run(
             [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+            env=_env(profile),
             capture_output=True,
             text=True,
             timeout=60,
             check=True,
         )
+
+
+def _env(profile: str) -> dict[str, str]:
+    """Chromium keeps its own temporary folders (org.chromium.Chromium.*) under TMPDIR: put
+    them inside the profile, which is removed afterwards, not in /tmp for good."""
+    return {**os.environ, "TMPDIR": profile}
 
 
 def dump_dom(page: Path) -> Node:
@@ -104,6 +111,7 @@ def render(url: str, ready: str, timeout: float = 90.0, size: tuple[int, int] = 
                 f"--window-size={size[0]},{size[1]}",
                 "about:blank",
             ],
+            env=_env(profile),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -3,7 +3,9 @@ Prefect). Each fixture family lives in its own plugin module under tests/fixture
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Keep every test run's vigil and Prefect state out of the user's home.
@@ -13,6 +15,9 @@ os.environ.setdefault("PREFECT_HOME", os.path.join(_home, "prefect"))
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Removed when the test process exits, after Prefect's own exit handlers (registered later,
+# so run earlier) have stopped writing there.
+atexit.register(shutil.rmtree, _home, ignore_errors=True)
 
 pytest_plugins = [
     "tests.fixtures.postgres",

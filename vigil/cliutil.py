@@ -75,13 +75,14 @@ def print_json(document: Any) -> None:
     sys.stdout.write(redact(json.dumps(document, indent=2, default=str)) + "\n")
 
 
-def connect_prefect() -> None:
+def connect_prefect(*, server_stays: bool = True) -> None:
     """Find (or start) the Prefect API for a command; one line and exit 1 if it is not
-    reachable or refuses vigil's credentials (PREFECT_API_AUTH_STRING), not a traceback."""
+    reachable or refuses vigil's credentials (PREFECT_API_AUTH_STRING), not a traceback.
+    `server_stays=False` when the command stops a server it started (`vigil up`)."""
     from vigil.runtime import ensure_prefect_api
 
     try:
-        ensure_prefect_api()
+        ensure_prefect_api(server_stays=server_stays)
     except RuntimeError as exc:
         fail(f"cannot reach Prefect: {exc}", 1)
 

@@ -123,7 +123,7 @@ def _access_hint() -> str:
     return "set PREFECT_API_AUTH_STRING to the user:password of the server's auth string"
 
 
-def ensure_prefect_api(start: bool = True, wait: float = 90.0) -> str:
+def ensure_prefect_api(start: bool = True, wait: float = 90.0, *, server_stays: bool = True) -> str:
     """Point this process at a Prefect API, starting a local server if none is reachable,
     and make sure it lets vigil in."""
     url = configured_api_url()
@@ -133,7 +133,7 @@ def ensure_prefect_api(start: bool = True, wait: float = 90.0) -> str:
     if not api_is_healthy(LOCAL_API):
         if not start:
             raise RuntimeError(f"no Prefect server answers at {LOCAL_API}")
-        start_local_server(wait)
+        start_local_server(wait, stays=server_stays)
     check_api_access(LOCAL_API)
     use_api(LOCAL_API)
     return LOCAL_API
@@ -156,11 +156,12 @@ def use_api(url: str) -> None:
     _api_context.append(context)
 
 
-def start_local_server(wait: float = 90.0) -> None:
-    """`prefect server start --background` bound to loopback, then wait until it answers."""
+def start_local_server(wait: float = 90.0, *, stays: bool = True) -> None:
+    """`prefect server start --background` bound to loopback, then wait until it answers.
+    A server that `stays` outlives the command (the note says how to stop it)."""
+    after = "; it keeps running after this command: `prefect server stop` stops it" if stays else ""
     print(
-        f"vigil: starting a local Prefect server (UI on http://{LOCAL_HOST}:{LOCAL_PORT}; "
-        "stop it with `prefect server stop`)",
+        f"vigil: starting a local Prefect server (UI on http://{LOCAL_HOST}:{LOCAL_PORT}{after})",
         file=sys.stderr,
     )
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}

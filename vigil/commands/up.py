@@ -34,7 +34,7 @@ def up_command(config: ConfigOption = None) -> None:
     path = _config_or_example(config)
     loaded = config_for(path)
     started_server = configured_api_url() is None and not _listening(4200)
-    connect_prefect()
+    connect_prefect(server_stays=False)
     servers = []
     if not _listening(8765):
         servers.append(start_demo())
