@@ -10,11 +10,12 @@ cancelled (CANCEL_NEW), because a newer sweep or backup supersedes a queued one.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
 from vigil.config import Config
-from vigil.duties import TAGS
+from vigil.duties import TAGS, run_name
 
 
 def one_at_a_time() -> Any:
@@ -42,7 +43,10 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
     from flows.sweep import shard_deployment, uptime_sweep
 
     def scheduled(flow: Any, name: str, description: str, **when: Any) -> Any:
-        """A duty run on its schedule, one run at a time, reading the config at `config_path`."""
+        """A duty run on its schedule, one run at a time, reading the config at `config_path`;
+        a cron schedule is also described in words."""
+        if "schedule" in when:
+            description += " " + describe_schedule(when["schedule"].cron, config.timezone)
         return flow.to_deployment(
             name=name,
             parameters={"config_path": config_path},
@@ -116,6 +120,82 @@ def retire_removed(kept: list[str]) -> list[str]:
     return sorted(retired)
 
 
+def describe_schedule(expression: str, timezone: str) -> str:
+    """A cron schedule in words for the deployment's description: the Prefect UI cannot
+    describe an AND-ed cron (it shows "+1"), and `0 3 1-7 * 0` must read as the first Sunday,
+    not cron's usual "days 1-7 or any Sunday"."""
+    from cron_descriptor import get_description
+
+    fields = expression.split()
+    text = get_description(expression)
+    both = len(fields) == 5 and fields[2] != "*" and fields[4] != "*"
+    if both:
+        text = text.replace(", or on ", ", only on ")  # vigil ANDs the day fields
+    note = ", day-of-month and day-of-week both apply" if both else ""
+    return f"Runs {text[0].lower()}{text[1:]} ({timezone}; cron `{expression}`{note})."
+
+
+def name_scheduled_runs(names: list[str]) -> int:
+    """Give the upcoming scheduled runs of these deployments the names they will run under.
+
+    Prefect's scheduler creates runs ahead of time with generated names (`gentle-otter`); a
+    run takes its `flow_run_name` only when it starts, after its first log line. Renaming
+    them ahead makes the runs list and the first log line read `sweep 2026-12-05 19:54:00`.
+    A served deployment's name is its flow's name. Returns how many were renamed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    scheduled = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+    )
+    renamed = 0
+    with get_client(sync_client=True) as client:
+        deployments = {
+            d.id: d.name
+            for d in client.read_deployments(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names))
+            )
+        }
+        runs = client.read_flow_runs(
+            flow_run_filter=scheduled,
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names)),
+            limit=200,
+        )
+        for run in runs:
+            flow = deployments.get(run.deployment_id) if run.deployment_id else None
+            due = run.expected_start_time or run.next_scheduled_start_time
+            if flow is None or due is None:
+                continue
+            wanted = run_name(flow, dict(run.parameters), due)
+            if run.name != wanted:
+                client.update_flow_run(run.id, name=wanted)
+                renamed += 1
+    return renamed
+
+
+def _keep_naming(names: list[str], every: float = 30.0) -> None:
+    """`name_scheduled_runs` every `every` seconds for the life of the serving process."""
+    import logging
+    import threading
+
+    def loop() -> None:
+        while True:
+            try:
+                name_scheduled_runs(names)
+            except Exception as exc:  # the API being briefly away must not stop serving
+                logging.getLogger("vigil.serve").warning("naming scheduled runs: %s", exc)
+            time.sleep(every)
+
+    threading.Thread(target=loop, name="vigil-run-names", daemon=True).start()
+
+
 def serve(config: Config, config_path: str) -> None:
     """Register the deployments and run their scheduled runs in this process until Ctrl-C."""
     from prefect import serve as prefect_serve
@@ -127,4 +207,5 @@ def serve(config: Config, config_path: str) -> None:
         print(f"{name} is no longer in the config: its schedule is paused")
     # A sharded sweep runs beside its shards: room for all of them and the other duties.
     limit = max(4, config.sweep.shards + 3)
+    _keep_naming([d.name for d in deployments])
     prefect_serve(*deployments, pause_on_shutdown=False, print_starting_message=True, limit=limit)

@@ -81,3 +81,43 @@ def test_a_duty_removed_from_the_config_is_no_longer_scheduled(prefect_api: None
     backup.apply()
     with get_client(sync_client=True) as client:
         assert not next(d for d in client.read_deployments() if d.name == "daily-backup").paused
+
+
+def test_the_drills_schedule_reads_as_the_first_sunday_in_the_ui() -> None:
+    config = parse_config("databases: [{name: main, url: 'postgresql://127.0.0.1/x'}]")
+    deployments = {d.name: d for d in build_deployments(config, "/x.yaml")}
+    description = deployments["dr-drill"].description
+    assert "between day 1 and 7 of the month, only on Sunday" in description, description
+    assert "or on Sunday" not in description
+    assert "day-of-month and day-of-week both apply" in description
+    assert "only on Monday (UTC; cron `0 8 * * 1`)" in deployments["weekly-report"].description
+
+
+def test_scheduled_runs_carry_their_names_before_they_start(prefect_api: None) -> None:
+    """The scheduler names runs `gentle-otter`; serving renames them to what they will run
+    as, so the runs list and a run's first log line read `sweep <due time>`."""
+    from datetime import timedelta
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    from deployments.serve import name_scheduled_runs
+
+    config = parse_config("monitors: [{name: a, url: 'http://127.0.0.1/'}]")
+    [sweep] = [d for d in build_deployments(config, "/x.yaml") if d.name == "uptime-sweep"]
+    deployment_id = sweep.apply()
+    due = datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC)
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run_from_deployment(
+            deployment_id, state=Scheduled(scheduled_time=due), name="gentle-otter"
+        )
+        assert name_scheduled_runs(["uptime-sweep"]) >= 1
+        assert client.read_flow_run(run.id).name == "sweep 2031-05-04 03:02:01"
+        assert name_scheduled_runs(["uptime-sweep"]) == 0, "named once"
+        later = client.create_flow_run_from_deployment(
+            deployment_id, state=Scheduled(scheduled_time=due + timedelta(seconds=1))
+        )
+        name_scheduled_runs(["uptime-sweep"])
+        assert client.read_flow_run(later.id).name == "sweep 2031-05-04 03:02:02", "unique"
+        for each in (run, later):
+            client.delete_flow_run(each.id)

@@ -7,6 +7,9 @@ by `prefect.yaml`'s test.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 TAGS: dict[str, list[str]] = {
     "uptime-sweep": ["vigil", "uptime"],
     "weekly-report": ["vigil", "report"],
@@ -21,3 +24,33 @@ TAGS: dict[str, list[str]] = {
 def tags_of(flow_name: str) -> list[str]:
     """The tags of a duty's runs; `vigil` alone for a flow that is no duty."""
     return TAGS.get(flow_name, ["vigil"])
+
+
+# How each duty's runs are named: a word an operator recognises, what the run is about when
+# it is about one thing (a database), and when it was due, to the second.
+LABELS: dict[str, str] = {
+    "uptime-sweep": "sweep",
+    "daily-backup": "backup",
+    "weekly-restore-test": "restore-test",
+    "dr-drill": "drill",
+    "weekly-report": "report",
+}
+
+
+def run_name(flow_name: str, parameters: dict[str, Any], due: datetime) -> str:
+    """`sweep 2026-12-05 19:54:17`, `backup main 2026-12-05 02:00:00`: unique per second and
+    the same whether `vigil serve` names a scheduled run ahead of time or the run names
+    itself when it starts."""
+    label = LABELS.get(flow_name, flow_name)
+    about = parameters.get("database")
+    stamp = due.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{label} {about} {stamp}" if about else f"{label} {stamp}"
+
+
+def this_run_name() -> str:
+    """`flow_run_name` for a duty's flow: its `run_name`, due at the run's scheduled start
+    (when it was created, for a run started by hand)."""
+    from prefect.runtime import flow_run
+
+    due = flow_run.scheduled_start_time or datetime.now(UTC)
+    return run_name(flow_run.flow_name or "", dict(flow_run.parameters or {}), due)
