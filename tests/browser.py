@@ -8,6 +8,7 @@ by tag, class and attribute and read their text.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
@@ -90,13 +91,20 @@ def screenshot(page: Path, out: Path, size: tuple[int, int] = PHONE) -> Path:
     return out
 
 
-def render(url: str, ready: str, timeout: float = 90.0, size: tuple[int, int] = DESKTOP) -> Node:
+def render(
+    url: str,
+    ready: str,
+    timeout: float = 90.0,
+    size: tuple[int, int] = DESKTOP,
+    screenshot_to: Path | None = None,
+) -> Node:
     """The DOM of a live page (a single-page app) once the JavaScript expression `ready` is
     true, polled over the DevTools protocol.
 
     `--dump-dom` snapshots right after load, before an app has fetched its data; with
     `--virtual-time-budget` it waits, but draws no frames, so lists that only render what is
-    on screen (the Prefect UI's runs list) stay empty."""
+    on screen (the Prefect UI's runs list) stay empty. With `screenshot_to`, what the page
+    shows then is saved there as a PNG."""
     assert CHROMIUM is not None
     deadline = time.monotonic() + timeout
     with tempfile.TemporaryDirectory(
@@ -128,6 +136,10 @@ def render(url: str, ready: str, timeout: float = 90.0, size: tuple[int, int] = 
                             f"shows: {' '.join(text.split())[:1500]}"
                         )
                     time.sleep(0.25)
+                if screenshot_to is not None:
+                    shot = page.call("Page.captureScreenshot", format="png")
+                    screenshot_to.parent.mkdir(parents=True, exist_ok=True)
+                    screenshot_to.write_bytes(base64.b64decode(shot["data"]))
                 return parse(str(page.evaluate("document.documentElement.outerHTML")))
         finally:
             _stop_group(process)
