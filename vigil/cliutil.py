@@ -15,12 +15,23 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from vigil.boundary import terminal
 from vigil.config import Config, ConfigError, load_config
 from vigil.redact import redact
 from vigil.runtime import summary_of
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class TerminalConsole(Console):
+    """rich's Console, with every string passed through the boundary first (`terminal`):
+    secrets masked, and no escape sequence from a target's body or a process's output can
+    act on the operator's terminal."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        super().print(*(terminal(o) if isinstance(o, str) else o for o in objects), **options)
+
+
+out = TerminalConsole(highlight=False, soft_wrap=True)
+err = TerminalConsole(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,

@@ -29,12 +29,11 @@ from pydantic import (
 
 from vigil.durations import Duration, Size
 from vigil.paths import default_backup_storage, default_store_url
-from vigil.redact import forget_secrets, redact, register_secret
+from vigil.redact import forget_secrets, is_credential_name, redact, register_secrets, secrets_in
 from vigil.yamlcache import load_yaml
 
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
-SECRET_NAME = re.compile(r"(?i)(pass|secret|token|key|auth|credential|webhook|dsn)")
 # libyaml's C loader parses a 10,000-monitor file ~10x faster than the pure-Python one.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -579,8 +578,9 @@ def parse_config(text: str, where: Path | None = None) -> Config:
     if errors:
         raise ConfigError(errors, where)
     forget_secrets()
-    for value in secrets + list(_declared_secrets(config)):
-        register_secret(value)
+    register_secrets(secrets)
+    register_secrets(secrets_in(raw))
+    register_secrets(_declared_secrets(config))
     return config
 
 
@@ -611,11 +611,18 @@ def _interpolate(value: Any, path: str, errors: list[str], secrets: list[str]) -
                 )
                 return match.group(0)
             found = default
-        if SECRET_NAME.search(name) or SECRET_NAME.search(path.rsplit(".", 1)[-1]):
+        if _secret_source(name, path):
             secrets.append(found)
         return found
 
     return _VAR.sub(fill, value)
+
+
+def _secret_source(variable: str, path: str) -> bool:
+    """A `${VAR}` whose value is secret: the variable or the key it fills says so
+    (`${SLACK_WEBHOOK_URL}`, `password: ${DB_PASS}`)."""
+    key = path.rsplit(".", 1)[-1].split("[", 1)[0]
+    return any(is_credential_name(name) or "webhook" in name.lower() for name in (variable, key))
 
 
 def _plain(value: Any) -> bool:
@@ -626,7 +633,10 @@ def _plain(value: Any) -> bool:
 
 
 def _declared_secrets(config: Config) -> list[str]:
-    """Values that are secret by their place in the config, whatever their source."""
+    """Values secret by vigil's own rules, whatever their keys: webhook URLs whole (their
+    path is the credential) with their long path and query tokens (servers echo them
+    alone), webhook headers, the heartbeat URL. Passwords and credential-like keys anywhere
+    are `secrets_in`'s."""
     found: list[str | None] = []
     for channel in config.channels.values():
         if isinstance(channel, SlackChannel):
@@ -636,14 +646,10 @@ def _declared_secrets(config: Config) -> list[str]:
         else:
             found += [channel.url, *channel.headers.values()]
     found += [config.backup.s3.secret_access_key, config.sweep.heartbeat_url]
-    urls: list[str | None] = [config.store.url, *(d.url for d in config.databases)]
-    urls += [m.url for m in config.monitors if m.type == "postgres"]
-    found += [urlsplit(u).password for u in urls if u]
-    found += [
-        token
-        for url in (c.url for c in config.channels.values() if isinstance(c, WebhookChannel))
-        for token in _url_tokens(url)
-    ]
+    hooks = [c.url for c in config.channels.values() if isinstance(c, WebhookChannel)]
+    if config.sweep.heartbeat_url:
+        hooks.append(config.sweep.heartbeat_url)
+    found += [token for url in hooks for token in _url_tokens(url)]
     found += [
         token
         for c in config.channels.values()

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from vigil.redact import redact
+
 
 class Finding(Exception):
     """A problem a duty found in the world (a DOWN monitor, a failed pg_dump, a corrupt
     archive), as opposed to a bug in vigil. Findings are logged as one line, never with a
-    traceback (`vigil.logs`); duties' own error types derive from it."""
+    traceback (`vigil.logs`); duties' own error types derive from it.
+
+    Its message is redacted when it is made: Prefect builds a failed task's state message
+    (shown in the UI) from the exception's text, before any of vigil's writers see it."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class DutyFinding(Finding):

@@ -5,7 +5,8 @@ ships them to the UI, a user's own), and Prefect creates and configures those ha
 itself, sometimes again after vigil starts. So the boundary sits where every record is
 born, in the log record factory, whatever logger or handler it goes to:
 
-- every record's message (and traceback text) is redacted (`vigil.redact`);
+- every record's message (and traceback text) is redacted (`vigil.redact`), and the
+  message is inert (`vigil.boundary`: a target's escape sequences cannot reach a terminal);
 - a record about a vigil `Finding` (a problem found in the world, e.g. a task that raised
   BackupError) keeps its one-line message and loses its traceback: a traceback must mean
   a bug in vigil;
@@ -26,6 +27,7 @@ import logging
 import traceback
 from typing import Any
 
+from vigil.boundary import inert
 from vigil.findings import DutyFinding, Finding
 from vigil.redact import error_line, redact
 
@@ -69,7 +71,7 @@ def clean(record: logging.LogRecord) -> None:
     elif record.exc_info and record.exc_info[0] is not None:
         record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
         record.exc_info = None
-    record.msg, record.args = redact(message), None
+    record.msg, record.args = inert(message), None
 
 
 def _drop_verdict_echo(record: logging.LogRecord) -> bool:

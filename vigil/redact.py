@@ -1,20 +1,42 @@
 """Keep secrets out of everything vigil prints, logs, stores or sends.
 
-Two nets catch them: patterns (passwords in URLs, Slack tokens and webhook paths, secret
-query parameters) and the literal values the config marks as secret (channel tokens,
-webhook URLs, values interpolated from variables named like PASSWORD/TOKEN/SECRET/KEY).
-Every writer in vigil (logs, store, artifacts, notifications, CLI output) calls
-`redact` on free text; the logging filter covers what libraries log.
+Two nets catch them. The first is knowledge: every secret the config holds is registered
+when it is read (`secrets_in` walks the whole config: passwords and userinfo in any URL,
+query parameters and headers with credential-like names, values under credential-like
+keys, values filled from `${VAR}` into such places, plus the URLs vigil's own rules call
+secret), and so is every secret a command is handed (`vigil restore --to URL`); each is
+masked wherever it appears later, also URL-encoded and inside base64 basic auth. The
+second net is patterns, for secrets vigil was never told about (a target echoing a token
+back): passwords in URLs, Slack tokens and webhook paths, credential-like query parameters
+and `key=value`/JSON pairs, Authorization/Cookie/API-key headers.
+
+`redact` is the primitive; `vigil.boundary` applies it per medium, `vigil.logs` to every
+log record.
 """
 
 from __future__ import annotations
 
-import logging
+import base64
+import functools
 import re
 import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 MASK = "***"
+
+# Words that make a key, query parameter or header name a credential's (`access_token`,
+# `clientSecret`, `X-Api-Key`), as whole words of the name; the first group also at the end
+# of a word (`sslpassword`, `csrftoken`).
+_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "apikey", "accesskey")
+_WORDS = frozenset(
+    {"pass", "pwd", "key", "auth", "authorization", "credential", "credentials", "signature"}
+    | {"sig", "session", "cookie", "dsn", "jwt", "bearer", "privatekey", *_ENDINGS}
+)
+_NAME_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+# A cheap first look for a credential-like name: any name holding one of the words.
+_CANDIDATE = r"pass|pwd|secret|token|key|auth|credential|sig|session|cookie|dsn|jwt|bearer"
 
 _URL_PASSWORD = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]+)@"
@@ -23,10 +45,20 @@ _SLACK_WEBHOOK = re.compile(
     r"(hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_\-]+"
 )
 _SLACK_TOKEN = re.compile(r"\b(xox[abposr]|xapp)-[A-Za-z0-9\-]+")
-_SECRET_PARAM = re.compile(
-    r"(?i)\b((?:password|passwd|pwd|token|secret|api[_-]?key|access[_-]?key|signature|sig|auth)=)[^&\s'\"]+"
+# `access_token=...`, `client_secret: ...`, `"id_token": "..."`: a name, `=` or `:`, the value
+# (quoted or bare); masked when the name is a credential's (`is_credential_name`).
+_SECRET_PAIR = re.compile(
+    rf"""(?ix)
+    (?P<name>["']?(?P<bare>[\w.\-]*(?:{_CANDIDATE})[\w.\-]*)["']?\s*(?:=|:)\s*)
+    (?P<quote>["'])?
+    (?!(?:[a-z]+\s+)?\*\*\*)
+    (?P<value>(?(quote)[^"'\r\n]+|[^&\s'",;}}\]]+))
+    """
 )
-_AUTH_HEADER = re.compile(r"(?i)\b(authorization:\s*(?:bearer|basic|token)\s+)\S+")
+_AUTH_HEADER = re.compile(
+    r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token|digest|negotiate)\s+)"
+    r"[^\s\"',}]+"
+)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -35,13 +67,19 @@ _secret_re: re.Pattern[str] | None = None
 
 def register_secret(value: str | None) -> None:
     """Remember a literal secret value so it is masked wherever it appears later."""
+    register_secrets([value])
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Remember secret values (each also percent-encoded, as it appears inside a URL); the
+    pattern is rebuilt once per call. Values under 4 characters are too likely to be
+    ordinary text to mask everywhere."""
     global _secret_re
-    if not value or len(value) < 4:
-        return
+    forms = {f for v in values if v and len(v) >= 4 for f in (v, quote(v, safe=""))}
     with _lock:
-        if value in _secrets:
+        if forms <= _secrets:
             return
-        _secrets.add(value)
+        _secrets.update(forms)
         ordered = sorted(_secrets, key=len, reverse=True)
         _secret_re = re.compile("|".join(re.escape(s) for s in ordered))
 
@@ -63,8 +101,74 @@ def redact(text: Any) -> str:
     out = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", out)
     out = _SLACK_WEBHOOK.sub(rf"\g<1>{MASK}", out)
     out = _SLACK_TOKEN.sub(rf"\g<1>-{MASK}", out)
-    out = _SECRET_PARAM.sub(rf"\g<1>{MASK}", out)
-    return _AUTH_HEADER.sub(rf"\g<1>{MASK}", out)
+    out = _AUTH_HEADER.sub(rf"\g<1>{MASK}", out)
+    return _SECRET_PAIR.sub(_mask_pair, out)
+
+
+def _mask_pair(match: re.Match[str]) -> str:
+    if not is_credential_name(match["bare"]):
+        return match.group(0)
+    return f"{match['name']}{match['quote'] or ''}{MASK}"
+
+
+@functools.lru_cache(maxsize=4096)
+def is_credential_name(name: str) -> bool:
+    """Whether a key, query parameter or header name says it holds a credential: one of
+    its words (split at `_ - .` and camelCase) is a credential word, or ends like one."""
+    words = [w.lower() for w in _NAME_WORDS.findall(name)]
+    return any(w in _WORDS or w.endswith(_ENDINGS) for w in words)
+
+
+def secrets_in(value: Any, key: str = "") -> Iterator[str]:
+    """Every secret inside a config-like structure: values under credential-like keys,
+    URL passwords (and userinfo), credential-like query values, Authorization-style
+    header values and what their base64 basic auth holds."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from secrets_in(item, str(name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from secrets_in(item, key)
+    elif isinstance(value, str) and value:
+        if is_credential_name(key):
+            yield value
+            yield from _header_secrets(value)
+        yield from url_secrets(value)
+
+
+def url_secrets(text: str) -> Iterator[str]:
+    """The password (and user:password) of a URL and its credential-like query values."""
+    if "@" not in text and "?" not in text:  # no userinfo, no query: most URLs, cheaply
+        return
+    try:
+        parts = urlsplit(text.strip())
+        password = parts.password
+    except ValueError:
+        return
+    if password:
+        yield password
+        yield unquote(password)
+        user = unquote(parts.username or "")
+        yield base64.b64encode(f"{user}:{unquote(password)}".encode()).decode()
+    for name, item in parse_qsl(parts.query, keep_blank_values=False):
+        if is_credential_name(name):
+            yield item
+            yield quote(item, safe="")
+
+
+def _header_secrets(value: str) -> Iterator[str]:
+    """`Bearer X` gives X; `Basic B64` gives B64 and the password inside it."""
+    scheme, _, credential = value.strip().partition(" ")
+    if not credential:
+        return
+    yield credential.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credential.strip(), validate=True).decode()
+        except ValueError:
+            return
+        yield decoded
+        yield decoded.partition(":")[2]
 
 
 def redact_data(value: Any) -> Any:
@@ -76,22 +180,6 @@ def redact_data(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact_data(v) for v in value]
     return value
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that rewrites each record's message with secrets masked."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string is the caller's bug, not ours to hide
-            return True
-        cleaned = redact(message)
-        if cleaned != message or record.args:
-            record.msg, record.args = cleaned, None
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        return True
 
 
 def error_line(exc: BaseException) -> str:

@@ -26,6 +26,8 @@ from typing import Any, TypeVar, cast
 import httpx
 
 from vigil import logs
+from vigil.boundary import state_message
+from vigil.boundary import summary as boundary_summary
 from vigil.findings import DutyFinding
 
 T = TypeVar("T")
@@ -222,6 +224,7 @@ def outcome(
     problem, WARNING when degraded), so the run's logs end with what it found."""
     from prefect.states import Completed, Failed
 
+    message, summary = state_message(message), boundary_summary(summary)
     _log_verdict(problem, message, degraded)
     if problem:
         return Failed(name=problem, message=message, data=DutyFinding(problem, message, summary))

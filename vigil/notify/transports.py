@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from vigil.redact import RedactingFilter, redact
+from vigil.redact import redact
 
 log = logging.getLogger("vigil.notify")
 
@@ -142,7 +142,7 @@ def redacting_logger(name: str) -> logging.Logger:
     slack-sdk and httpx log request URLs (which hold the webhook secret); a handler added
     later, such as pytest's caplog or a user's own, would otherwise see them in clear.
     """
-    logger = logging.getLogger(name)
-    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-        logger.addFilter(RedactingFilter())
-    return logger
+    from vigil.logs import install
+
+    install()  # the log boundary masks every record, whatever handler sees it
+    return logging.getLogger(name)
