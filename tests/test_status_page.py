@@ -223,3 +223,36 @@ def test_the_command_without_any_destination_says_how_to_give_one(
     result = CliRunner().invoke(app, ["status-page", "-c", str(config)])
     assert result.exit_code == 2
     assert "--out DIR or --upload s3://..., or status_page.out" in result.output
+
+
+@pytest.mark.parametrize("show_errors", [True, False])
+def test_the_page_renders_during_down_and_degraded_incidents(
+    tmp_path: Path, show_errors: bool
+) -> None:
+    """Ongoing DEGRADED and DOWN incidents on public monitors, one of them without a recorded
+    cause (a degraded health body has none), causes shown or not: the page renders (a page
+    that fails to render goes stale exactly when it is needed)."""
+    from datetime import timedelta
+
+    from vigil.store import Incident
+
+    with seeded_store(STANDARD, "sqlite", tmp_path, None) as own:
+        with own.store.session() as session:
+            for monitor, state in (("search", "DEGRADED"), ("web", "DOWN")):
+                session.add(
+                    Incident(
+                        monitor=monitor,
+                        state=state,
+                        started_at=END - timedelta(hours=1),
+                        severity="high",
+                        cause=None,
+                    )
+                )
+        settings = statuspage.Settings(show_errors=show_errors)
+        page = statuspage.build(STANDARD.config(), own.store, END, settings)
+        assert {i.state for i in page.incidents} >= {"DOWN", "DEGRADED"}
+        written = statuspage.write(page, tmp_path / "site")
+    text = (tmp_path / "site" / "index.html").read_text()
+    assert len(written) == 2 and "Recent incidents" in text
+    assert ("[STATUS] 503, expected == 200" in text) is show_errors
+    assert "nan" not in text.lower().split()

@@ -764,7 +764,7 @@ def _incident_list(table: pd.DataFrame) -> list[dict[str, Any]]:
             "minutes": row.seconds / 60,
             "ongoing": bool(row.ongoing),
             "severity": row.severity,
-            "cause": row.cause,
+            "cause": None if pd.isna(row.cause) else row.cause,
         }
         for row in counted.itertuples()
     ]

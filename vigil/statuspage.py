@@ -304,10 +304,16 @@ def _incidents(
             started_at=row.started_at.to_pydatetime(),
             ended_at=None if pd.isna(row.ended_at) else row.ended_at.to_pydatetime(),
             seconds=float(row.seconds),
-            cause=row.cause if settings.show_errors else None,
+            cause=_cause(row.cause) if settings.show_errors else None,
         )
         for row in table.itertuples()
     ]
+
+
+def _cause(value: Any) -> str | None:
+    """An incident's recorded cause, or None: pandas reads a missing one (a DEGRADED
+    incident has none) as NaN, which is truthy and no string."""
+    return None if value is None or pd.isna(value) else str(value)
 
 
 def _announcements(
