@@ -206,7 +206,7 @@ class SweepConfig(Model):
 
 
 class Database(Model):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str
     url: str
     critical_tables: list[str] = []
     min_rows: dict[str, int] = {}
@@ -218,6 +218,26 @@ class Database(Model):
     def _postgres_url(cls, value: str) -> str:
         _check_url(value, ("postgresql", "postgres"), "url")
         return value
+
+    @field_validator("name")
+    @classmethod
+    def _segment(cls, value: str) -> str:
+        return check_segment(value, "database name")
+
+
+def check_segment(value: str, what: str) -> str:
+    """A name vigil uses as one path segment (a backup folder, an object key, a lock or an
+    artifact key): letters, digits, `_ . -`, starting with a letter or digit, so `.` and `..`
+    (which would put backups outside the backup folder) and `/` can never be one."""
+    if not SEGMENT.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} must be letters, digits, '_', '.' or '-', starting with a "
+            "letter or digit (it names folders and keys)"
+        )
+    return value
+
+
+SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}")
 
 
 class S3Settings(Model):
@@ -258,6 +278,16 @@ class BackupConfig(Model):
     @classmethod
     def _storage_url(cls, value: str) -> str:
         _check_url(value, ("s3", "file"), "storage")
+        parts = urlsplit(value)
+        if parts.scheme == "file" and (
+            parts.netloc not in ("", "localhost") or parts.path in ("", "/")
+        ):
+            raise ValueError(
+                f"storage {value!r} must name a folder on this machine "
+                "(file:///var/backups/vigil), not the root or another host"
+            )
+        if parts.scheme == "s3" and not parts.netloc:
+            raise ValueError(f"storage {value!r} must name a bucket (s3://bucket/prefix)")
         return value
 
     @field_validator("schedule")
@@ -498,6 +528,12 @@ def cross_check(config: Config) -> list[str]:
                 errors.append(f"routes.{severity}[{j}]: no channel named {name!r}")
     errors += _duplicates("monitors", [m.name for m in config.monitors])
     errors += _duplicates("databases", [d.name for d in config.databases])
+    for target in config.deploys:
+        if not SEGMENT.fullmatch(target):
+            errors.append(
+                f"deploys.{target}: a target name must be letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit (it names its lock and artifacts)"
+            )
     known = {m.name for m in config.monitors}
     for i, monitor in enumerate(config.monitors):
         for j, dep in enumerate(monitor.depends_on):

@@ -215,6 +215,7 @@ def create_store_engine(url: str) -> Engine:
     path = _sqlite_path(parsed.database)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(path)
         parsed = parsed.set(database=str(path))  # absolute: a later chdir must not move it
     engine = create_engine(parsed)
     event.listen(engine, "connect", _sqlite_pragmas)
@@ -288,6 +289,17 @@ def _recorded_revision(engine: Engine) -> str | None:
             return revision.scalar()
         except (OperationalError, ProgrammingError):  # no version table: a fresh database
             return None
+
+
+def _private_file(path: Path) -> None:
+    """The records hold what every duty learnt (hosts, errors, incident history): readable by
+    vigil's user only. SQLite creates its -wal and -shm files with the database's mode."""
+    import os
+
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
