@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import DateFormatter
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 
 # Colour-blind-safe (Okabe-Ito), each at least 3:1 against the white background.
@@ -45,7 +45,8 @@ def uptime_chart(daily: pd.DataFrame) -> Chart | None:
     fig, axes = _figure("Uptime per day (%)")
     for colour, name in zip(PALETTE, worst.index, strict=False):
         rows = measured[measured["monitor"] == name]
-        axes.plot(rows["day"], rows["uptime_pct"], marker=".", color=colour, label=name)
+        axes.plot(_times(rows["day"]), rows["uptime_pct"], marker="o", color=colour, label=name)
+    time_axis(axes, _times(measured["day"]))
     floor = min(float(worst.min()), 99.0)
     axes.set_ylim(floor - (100 - floor) * 0.05, 100 + (100 - floor) * 0.05)
     _legend(axes)
@@ -65,7 +66,8 @@ def latency_chart(daily: pd.DataFrame, monitor: str) -> Chart | None:
         return None
     fig, axes = _figure(f"{monitor}: latency per day (ms)")
     for colour, column in zip(PALETTE, ("p50", "p95", "p99"), strict=False):
-        axes.plot(rows["day"], rows[column], marker=".", color=colour, label=column)
+        axes.plot(_times(rows["day"]), rows[column], marker="o", color=colour, label=column)
+    time_axis(axes, _times(rows["day"]))
     axes.set_ylim(bottom=0)
     _legend(axes)
     alt = (
@@ -84,8 +86,9 @@ def backup_size_chart(backups: pd.DataFrame) -> Chart | None:
     parts = []
     for colour, (name, rows) in zip(PALETTE, sized.groupby("database"), strict=False):
         size_mb = rows["size_bytes"].astype(float) / 1e6
-        axes.plot(rows["created_at"], size_mb, marker=".", color=colour, label=name)
+        axes.plot(_times(rows["created_at"]), size_mb, marker="o", color=colour, label=name)
         parts.append(f"{name} from {size_mb.iloc[0]:,.0f} to {size_mb.iloc[-1]:,.0f} MB")
+    time_axis(axes, _times(sized["created_at"]))
     axes.set_ylim(bottom=0)
     _legend(axes)
     return Chart("Backup size", "Backup size: " + "; ".join(parts) + ".", _svg(fig))
@@ -100,9 +103,10 @@ def restore_chart(restores: pd.DataFrame, rto_s: float) -> Chart | None:
     parts = []
     for colour, (name, rows) in zip(PALETTE, timed.groupby("database"), strict=False):
         took = rows["duration_s"].astype(float) / 60
-        axes.plot(rows["started_at"], took, marker="o", color=colour, label=name)
+        axes.plot(_times(rows["started_at"]), took, marker="o", color=colour, label=name)
         over = int((rows["duration_s"] > rto_s).sum())
         parts.append(f"{name}: {len(rows)} tests, longest {took.max():.0f} min, {over} over RTO")
+    time_axis(axes, _times(timed["started_at"]))
     axes.axhline(rto_s / 60, color="#B00020", linestyle="--", label=f"RTO {rto_s / 60:.0f} min")
     axes.set_ylim(bottom=0)
     _legend(axes)
@@ -118,10 +122,28 @@ def _figure(title: str) -> tuple[Figure, Axes]:
     axes.grid(True, color="#d0d7de", linewidth=0.6)
     axes.tick_params(labelsize=8)
     axes.tick_params(axis="x", labelrotation=30)
-    axes.xaxis.set_major_formatter(DateFormatter("%m-%d"))
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)
     return fig, axes
+
+
+def _times(values: pd.Series) -> pd.Series:
+    """Dates or timestamps as naive UTC datetimes, which matplotlib places on a date axis."""
+    stamps = pd.to_datetime(values, utc=True)
+    return stamps.dt.tz_localize(None)
+
+
+def time_axis(axes: Axes, times: pd.Series) -> None:
+    """A date axis that fits the data: a report of one day spans a few days around it, not
+    matplotlib's four-year default for a single date, and the labels carry the year (in the
+    axis offset when every tick shares it)."""
+    first, last = times.min(), times.max()
+    span = last - first
+    pad = pd.Timedelta(days=1) if span < pd.Timedelta(days=2) else span * 0.03
+    axes.set_xlim(date2num(first - pad), date2num(last + pad))
+    locator = AutoDateLocator(minticks=3, maxticks=8)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator, show_offset=True))
 
 
 def _legend(axes: Axes) -> None:
