@@ -148,6 +148,9 @@ def url_secrets(text: str) -> Iterator[str]:
     if password:
         yield password
         yield unquote(password)
+        # An unencoded '@' in the password: libpq and others read the rest as the host and
+        # echo it back in their errors, so each piece is a secret of its own.
+        yield from unquote(password).split("@")
         user = unquote(parts.username or "")
         yield base64.b64encode(f"{user}:{unquote(password)}".encode()).decode()
     for name, item in parse_qsl(parts.query, keep_blank_values=False):
