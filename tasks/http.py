@@ -58,6 +58,15 @@ async def probe_all(
         return list(await asyncio.gather(*(sweep.probe(m) for m in monitors)))
 
 
+async def probe_each(monitors: Sequence[Monitor], read_body: Sequence[bool]) -> list[Observation]:
+    """One-off probes (deploy verification): every monitor once, all at once, in one session
+    of this engine; `read_body[i]` reads the i-th body (up to `max_body`) whatever its
+    conditions need, e.g. a health document whose own `status` word matters."""
+    async with _Sweep(max(len(monitors), 1), 0) as sweep:
+        jobs = (sweep.probe(m, read_body=r) for m, r in zip(monitors, read_body, strict=True))
+        return list(await asyncio.gather(*jobs))
+
+
 class _Sweep:
     """What the probes of one `probe_all` call share: limits, one HTTP session (a pool sized
     to the concurrency), and per-host certificate and address lookups done once each."""
@@ -78,17 +87,17 @@ class _Sweep:
         if self._session is not None:
             await self._session.close()
 
-    async def probe(self, monitor: Monitor) -> Observation:
+    async def probe(self, monitor: Monitor, *, read_body: bool = False) -> Observation:
         # The host's slot first: waiting for a busy host must not hold a global slot.
         if self.per_host:
             host = _host_of(monitor)
             host_limit = self.host_limits.setdefault(host, asyncio.Semaphore(self.per_host))
             async with host_limit, self.limit:
-                return await self._dispatch(monitor)
+                return await self._dispatch(monitor, read_body)
         async with self.limit:
-            return await self._dispatch(monitor)
+            return await self._dispatch(monitor, read_body)
 
-    async def _dispatch(self, monitor: Monitor) -> Observation:
+    async def _dispatch(self, monitor: Monitor, read_body: bool = False) -> Observation:
         if monitor.type == "tcp":
             return await probe_tcp(monitor)
         if monitor.type == "postgres":
@@ -96,11 +105,11 @@ class _Sweep:
             from tasks.postgres import probe_postgres
 
             return await probe_postgres(monitor)
-        return await self._http(monitor)
+        return await self._http(monitor, read_body)
 
-    async def _http(self, monitor: Monitor) -> Observation:
+    async def _http(self, monitor: Monitor, read_body: bool = False) -> Observation:
         needs = needed_placeholders(monitor)
-        request = _request(self.session(), monitor, read_body="BODY" in needs)
+        request = _request(self.session(), monitor, read_body=read_body or "BODY" in needs)
         if not needs & {"CERTIFICATE_EXPIRATION", "IP"}:
             return await request
         # The lookups run as tasks alongside the request, each within the timeout.

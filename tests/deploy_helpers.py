@@ -4,8 +4,9 @@ process (kills the PID in the pidfile, starts the app from the resolved `current
 until it listens). `appctl.py status` is the process check.
 
 Release kinds: good (health ok), bad (health 503), degraded (health says degraded), crash
-(exits at start, so it never listens), flaky (every third health request is dropped
-without an answer: an Error, not a Failure).
+(exits at start, so it never listens), flaky (every third health request gets no answer
+within the check's timeout: an Error, not a Failure; a connection merely dropped is retried
+once by the probe engine, as for any idempotent request).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ APP = textwrap.dedent(
     """A release of the test app; MODE says how its health endpoint behaves."""
     import json
     import sys
+    import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from pathlib import Path
 
     MODE = "{mode}"
+    FLAKY_HANG = 1.5  # longer than the checks' timeout: no answer in time
     RELEASE = Path(__file__).resolve().parent.name
     HEALTH = {{
         "good": (200, {{"status": "ok"}}),
@@ -50,6 +53,7 @@ APP = textwrap.dedent(
             if self.path == "/health":
                 hits += 1
                 if MODE == "flaky" and hits % 3 == 0:
+                    time.sleep(FLAKY_HANG)
                     self.close_connection = True
                     return
                 status, body = HEALTH[MODE]

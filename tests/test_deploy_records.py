@@ -3,12 +3,11 @@ good, the "never roll back twice in a row" rule, and the releases deploy-gate re
 
 from __future__ import annotations
 
-from vigil.deploy import (
-    Kind,
+from vigil.deploy.history import (
+    VerificationKind,
     finish_record,
     history,
     known_good,
-    latest_per_target,
     rollback_refusal,
     rolled_back,
     start_record,
@@ -21,7 +20,7 @@ def verified(
     release: str,
     verdict: str,
     *,
-    kind: Kind = "deploy",
+    kind: VerificationKind = "deploy",
     previous: str | None = None,
     target: str = "web",
 ) -> int:
@@ -88,13 +87,3 @@ def test_deploy_gate_refuses_rolled_back_releases_only(store: Store) -> None:
     # Shipped anyway and passed: the newest word on the release is that it is fine.
     verified(store, "r3", "passed")
     assert rolled_back(store, "web", "r3") is None
-
-
-def test_latest_verification_per_target(store: Store) -> None:
-    bad_release_rolled_back(store)
-    verified(store, "a1", "passed", target="api")
-    latest = latest_per_target(store)
-    assert {t: (r.kind, r.release) for t, r in latest.items()} == {
-        "web": ("rollback", "r2"),
-        "api": ("deploy", "a1"),
-    }

@@ -9,8 +9,10 @@ import threading
 import time
 from pathlib import Path
 
+from tasks.rollback import execute_rollback, plan_rollback
+from tasks.shell import run_command
 from vigil.config import CommandRollback, SymlinkRollback
-from vigil.rollback import Request, execute_rollback, plan_rollback, run_command
+from vigil.deploy.rollback import RollbackRequest
 
 
 def releases(root: Path, *names: str, current: str) -> SymlinkRollback:
@@ -24,26 +26,28 @@ def releases(root: Path, *names: str, current: str) -> SymlinkRollback:
 
 def test_symlink_prefers_the_newest_known_good_release(tmp_path: Path) -> None:
     config = releases(tmp_path, "r1", "r2", "r3", "r4", current="r4")
-    plan = plan_rollback(config, Request("web", "r4", known_good=("r4", "r2", "r1")))
+    plan = plan_rollback(config, RollbackRequest("web", "r4", known_good=("r4", "r2", "r1")))
     assert (plan.from_release, plan.to_release, plan.problem) == ("r4", "r2", None)
 
 
 def test_symlink_falls_back_to_the_release_before_current_by_name(tmp_path: Path) -> None:
     config = releases(tmp_path, "20240501", "20240502", "20240503", current="20240503")
-    plan = plan_rollback(config, Request("web", "20240503", known_good=("gone", "20240503")))
+    plan = plan_rollback(
+        config, RollbackRequest("web", "20240503", known_good=("gone", "20240503"))
+    )
     assert plan.to_release == "20240502"
 
 
 def test_symlink_says_why_it_cannot_roll_back(tmp_path: Path) -> None:
     config = releases(tmp_path, "r1", current="r1")
-    plan = plan_rollback(config, Request("web", "r1"))
+    plan = plan_rollback(config, RollbackRequest("web", "r1"))
     assert plan.problem == "no release before 'r1' in releases_dir (have: r1)"
-    missing = plan_rollback(config, Request("web", "r1", to="r0"))
+    missing = plan_rollback(config, RollbackRequest("web", "r1", to="r0"))
     assert missing.problem == "no release directory 'r0' (have: r1)"
     (tmp_path / "current").unlink()
     (tmp_path / "current").mkdir()
     assert "is not a symlink into releases_dir" in str(
-        plan_rollback(config, Request("w", None)).problem
+        plan_rollback(config, RollbackRequest("w", None)).problem
     )
 
 
@@ -64,7 +68,7 @@ def test_symlink_switch_is_atomic_for_readers(tmp_path: Path) -> None:
     reader.start()
     try:
         for to in ("r1", "r2") * 50:
-            plan = plan_rollback(config, Request("web", None, to=to))
+            plan = plan_rollback(config, RollbackRequest("web", None, to=to))
             assert execute_rollback(config, plan).ok
     finally:
         done.set()
@@ -80,10 +84,10 @@ def test_command_strategy_is_told_what_to_roll_back(tmp_path: Path) -> None:
         type="command",
         command=f'echo "$VIGIL_TARGET $VIGIL_RELEASE $VIGIL_PREVIOUS_RELEASE" > {seen}',
     )
-    plan = plan_rollback(config, Request("web", "r3", known_good=("r3", "r2")))
+    plan = plan_rollback(config, RollbackRequest("web", "r3", known_good=("r3", "r2")))
     result = execute_rollback(config, plan)
     assert result.ok and seen.read_text() == "web r3 r2\n"
-    unknown = plan_rollback(config, Request("web", "r3"))
+    unknown = plan_rollback(config, RollbackRequest("web", "r3"))
     assert "VIGIL_PREVIOUS_RELEASE=(empty)" in unknown.actions[0]
 
 

@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from vigil.conditions import Observation, evaluate_all, parse_condition
-from vigil.deploy import (
+from vigil.deploy.verdict import (
     ERROR,
     FAILED,
     INCONCLUSIVE,
     SUCCESSFUL,
-    CheckOutcome,
+    CheckReading,
     Limits,
     Measurement,
-    MeasurementVerdict,
+    MeasurementClass,
     Tally,
     classify_http,
     classify_process,
@@ -26,7 +26,7 @@ from vigil.deploy import (
     next_start,
 )
 
-LETTERS: dict[str, MeasurementVerdict] = {
+LETTERS: dict[str, MeasurementClass] = {
     "S": SUCCESSFUL,
     "F": FAILED,
     "E": ERROR,
@@ -82,8 +82,8 @@ def test_failure_reasons_name_the_limit() -> None:
 
 
 def test_a_measurement_is_its_worst_check() -> None:
-    def measured(*verdicts: MeasurementVerdict) -> MeasurementVerdict:
-        checks = tuple(CheckOutcome("page", f"/{i}", v, "seen") for i, v in enumerate(verdicts))
+    def measured(*verdicts: MeasurementClass) -> MeasurementClass:
+        checks = tuple(CheckReading("page", f"/{i}", v, "seen") for i, v in enumerate(verdicts))
         return Measurement(datetime.now(UTC), checks).verdict
 
     assert measured(SUCCESSFUL, INCONCLUSIVE, ERROR, FAILED) == FAILED
@@ -127,7 +127,7 @@ def test_degraded_health_is_inconclusive_but_a_degraded_page_is_not() -> None:
     ],
 )
 def test_process_check_classes(
-    exit_code: int | None, error: str | None, expected: MeasurementVerdict
+    exit_code: int | None, error: str | None, expected: MeasurementClass
 ) -> None:
     assert classify_process("pm2 pid web", exit_code, "", error).verdict == expected
 

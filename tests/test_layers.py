@@ -70,7 +70,6 @@ KNOWN = {
     "vigil/runbook.py",
     # artifacts published directly, not through vigil/boundary.py
     "flows/backup.py",
-    "flows/deploy.py",
     "flows/drill.py",
     "flows/report.py",
     "flows/restore_test.py",

@@ -92,7 +92,7 @@ def deploy_gate_command(
     json_output: JsonOption = False,
 ) -> None:
     """Refuse (exit 1) a release vigil rolled back; exit 0 for any other release."""
-    from vigil.deploy import rolled_back
+    from vigil.deploy.history import rolled_back
     from vigil.store import open_store
 
     loaded = config_for(config)

@@ -6,23 +6,24 @@ and the command must work it out itself, as `kubectl rollout undo` does)."""
 
 from __future__ import annotations
 
+from tasks.shell import Deadline, run_command
 from vigil.config import CommandRollback
-from vigil.rollback.base import Deadline, Plan, Request, Result, run_command
+from vigil.deploy.rollback import RollbackPlan, RollbackRequest, RollbackResult, newest_usable
 
 
-def plan(config: CommandRollback, request: Request) -> Plan:
-    to = request.to or next((r for r in request.known_good if r != request.release), None)
+def plan(config: CommandRollback, request: RollbackRequest) -> RollbackPlan:
+    to = request.to or newest_usable(request.known_good, lambda _: True, [request.release])
     env = _environment(request.target, request.release, to)
     shown = " ".join(f"{k}={v or '(empty)'}" for k, v in env.items())
-    return Plan(
+    return RollbackPlan(
         "command", request.target, request.release, to, (f"run `{config.command}` with {shown}",)
     )
 
 
-def execute(config: CommandRollback, plan: Plan) -> Result:
+def execute(config: CommandRollback, plan: RollbackPlan) -> RollbackResult:
     deadline = Deadline(config.timeout.total_seconds())
     env = _environment(plan.target, plan.from_release, plan.to_release)
-    return Result(plan, (run_command(config.command, timeout=deadline.left(), env=env),))
+    return RollbackResult(plan, (run_command(config.command, timeout=deadline.left(), env=env),))
 
 
 def _environment(target: str, release: str | None, to: str | None) -> dict[str, str]:

@@ -12,56 +12,67 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from tasks.shell import Deadline, run_command
 from vigil.config import GitRollback
-from vigil.rollback.base import Deadline, Plan, Request, Result, StepRun, run_command
+from vigil.deploy.rollback import (
+    RollbackPlan,
+    RollbackRequest,
+    RollbackResult,
+    StepRun,
+    newest_usable,
+)
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}  # never wait for a credential prompt
 QUICK = 30.0
 
 
-def plan(config: GitRollback, request: Request) -> Plan:
+def plan(config: GitRollback, request: RollbackRequest) -> RollbackPlan:
     repo = Path(config.repo)
     head = _commit(repo, "HEAD")
     if head is None:
         problem = f"repo {repo} is not a git working copy with a commit checked out"
-        return Plan("git", request.target, request.release, None, (), problem)
+        return RollbackPlan("git", request.target, request.release, None, (), problem)
     from_release = request.release if _commit(repo, request.release) == head else head[:12]
     to, problem = _choose(repo, request, head)
     if to is None:
-        return Plan("git", request.target, from_release, None, (), problem)
+        return RollbackPlan("git", request.target, from_release, None, (), problem)
     actions = [f"git checkout --detach {to} in {repo} (now at {head[:12]})"]
     actions += [f"run `{command}`" for command in config.build]
     if config.restart:
         actions.append(f"run `{config.restart}`")
-    return Plan("git", request.target, from_release, to, tuple(actions))
+    return RollbackPlan("git", request.target, from_release, to, tuple(actions))
 
 
-def execute(config: GitRollback, plan: Plan) -> Result:
+def execute(config: GitRollback, plan: RollbackPlan) -> RollbackResult:
     deadline = Deadline(config.timeout.total_seconds())
     repo = Path(config.repo)
     commit = _commit(repo, plan.to_release)
     if commit is None:
         missing = StepRun(f"find {plan.to_release} in {repo}", False, error="not a commit there")
-        return Result(plan, (missing,))
+        return RollbackResult(plan, (missing,))
     checkout = f"git checkout --quiet --detach {commit}"
     steps = [run_command(checkout, timeout=deadline.left(), cwd=repo, env=GIT_ENV)]
     for command in [*config.build, *([config.restart] if config.restart else [])]:
         if not steps[-1].ok:
             break
         steps.append(run_command(command, timeout=deadline.left(), cwd=repo))
-    return Result(plan, tuple(steps))
+    return RollbackResult(plan, tuple(steps))
 
 
-def _choose(repo: Path, request: Request, head: str) -> tuple[str | None, str]:
+def _choose(repo: Path, request: RollbackRequest, head: str) -> tuple[str | None, str]:
     if request.to:
         if _commit(repo, request.to) is None:
             return None, f"{request.to!r} is not a commit in {repo}"
         return request.to, ""
     bad = {head, _commit(repo, request.release)}
-    for good in request.known_good:
+
+    def usable(good: str) -> bool:
         commit = _commit(repo, good)
-        if commit is not None and commit not in bad:
-            return good, ""
+        return commit is not None and commit not in bad
+
+    good = newest_usable(request.known_good, usable, ())
+    if good is not None:
+        return good, ""
     return None, (
         f"no release of {request.target} that passed verification is a commit in {repo}, so "
         "vigil knows no good commit to return to (it never guesses HEAD~1); roll back by "

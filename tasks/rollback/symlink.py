@@ -15,17 +15,24 @@ import os
 import time
 from pathlib import Path
 
+from tasks.shell import Deadline, run_command
 from vigil.config import SymlinkRollback
-from vigil.rollback.base import Deadline, Plan, Request, Result, StepRun, run_command
+from vigil.deploy.rollback import (
+    RollbackPlan,
+    RollbackRequest,
+    RollbackResult,
+    StepRun,
+    newest_usable,
+)
 
 
-def plan(config: SymlinkRollback, request: Request) -> Plan:
+def plan(config: SymlinkRollback, request: RollbackRequest) -> RollbackPlan:
     releases, link = Path(config.releases_dir), Path(config.current)
     names = _releases(releases)
     current = _linked_release(link, releases)
 
-    def cannot(problem: str) -> Plan:
-        return Plan("symlink", request.target, current, None, (), problem)
+    def cannot(problem: str) -> RollbackPlan:
+        return RollbackPlan("symlink", request.target, current, None, (), problem)
 
     if names is None:
         return cannot(f"releases_dir {releases} is not a readable directory")
@@ -37,28 +44,28 @@ def plan(config: SymlinkRollback, request: Request) -> Plan:
     actions = [f"point {link} at {releases / to} (was {current})"]
     if config.restart:
         actions.append(f"run `{config.restart}`")
-    return Plan("symlink", request.target, current, to, tuple(actions))
+    return RollbackPlan("symlink", request.target, current, to, tuple(actions))
 
 
-def execute(config: SymlinkRollback, plan: Plan) -> Result:
+def execute(config: SymlinkRollback, plan: RollbackPlan) -> RollbackResult:
     deadline = Deadline(config.timeout.total_seconds())
     link = Path(config.current)
     switched = _switch(link, Path(config.releases_dir) / str(plan.to_release))
     steps = [switched]
     if switched.ok and config.restart:
         steps.append(run_command(config.restart, timeout=deadline.left(), cwd=link.parent))
-    return Result(plan, tuple(steps))
+    return RollbackResult(plan, tuple(steps))
 
 
-def _choose(request: Request, names: list[str], current: str) -> tuple[str | None, str]:
+def _choose(request: RollbackRequest, names: list[str], current: str) -> tuple[str | None, str]:
     """The release to restore, or None and why there is none."""
     if request.to:
         if request.to not in names:
             return None, f"no release directory {request.to!r} (have: {_listing(names)})"
         return request.to, ""
-    for good in request.known_good:
-        if good in names and good not in (current, request.release):
-            return good, ""
+    good = newest_usable(request.known_good, names.__contains__, (current, request.release))
+    if good is not None:
+        return good, ""
     if current not in names:
         return None, f"the current release {current!r} is not in releases_dir"
     index = names.index(current)

@@ -1,0 +1,294 @@
+"""The one home of deploy presentation: from everything one `deploy-verify` or
+`deploy-rollback` run did (a `DeployRun`), its verdict, final state, alert, summary, record
+detail, and its two artifacts (`deploy-verify-<target>`, one table row per measurement;
+`deploy-report-<target>`, the story in markdown with each rollback command's output). Also
+the words for the runs that did not get that far (lock timeout, a run stopped by an error).
+
+Outside data (check observations, command output, release ids) reaches the artifacts only
+through `vigil.boundary`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from vigil import boundary
+from vigil.config import Severity
+from vigil.deploy.history import VerificationKind
+from vigil.deploy.rollback import RollbackPlan, RollbackResult
+from vigil.deploy.verdict import VerificationWindow
+from vigil.durations import format_duration
+from vigil.notify import Alert
+from vigil.store.models import utcnow
+
+# The final flow state's name for each outcome (None: Completed).
+STATE_NAMES: dict[str, str | None] = {
+    "passed": None,
+    "dry_run": "WouldRollBack",
+    "failed": "VerificationFailed",
+    "rolled_back": "RolledBack",
+    "rollback_failed": "RollbackFailed",
+}
+
+
+@dataclass
+class DeployRun:
+    """Everything one deploy-verify (kind deploy) or manual rollback (kind rollback) run
+    did, from which its records, notification, artifacts and final state are told."""
+
+    target: str
+    release: str | None
+    kind: VerificationKind
+    severity: Severity
+    started_at: datetime = field(default_factory=utcnow)
+    dry_run: bool = False
+    window: VerificationWindow | None = None
+    plan: RollbackPlan | None = None
+    refusal: str | None = None
+    rollback: RollbackResult | None = None
+    rollback_window: VerificationWindow | None = None
+    seconds: float = 0.0
+
+    @property
+    def subject(self) -> str:
+        return f"{self.target}@{self.release}" if self.release else self.target
+
+    @property
+    def to_release(self) -> str:
+        return (self.plan.to_release if self.plan else None) or "the previous release"
+
+    @property
+    def should_roll_back(self) -> bool:
+        failed = self.window is not None and self.window.verdict.status == "failed"
+        return failed and not self.dry_run and self.refusal is None
+
+    def verdict(self) -> str:
+        """passed, dry_run, failed, rolled_back or rollback_failed."""
+        if self.kind == "deploy" and self.window is not None and self.window.passed:
+            return "passed"
+        if self.kind == "deploy" and self.dry_run:
+            return "dry_run"
+        if self.rollback is None:
+            return "failed"
+        healthy = self.rollback_window is not None and self.rollback_window.passed
+        return "rolled_back" if self.rollback.ok and healthy else "rollback_failed"
+
+    def rollback_verdict(self) -> str:
+        """The rollback record's own verdict: did the restored release pass verification?"""
+        healthy = self.rollback_window is not None and self.rollback_window.passed
+        return "passed" if healthy else "failed"
+
+    def state_name(self) -> str | None:
+        verdict = self.verdict()
+        if self.kind == "rollback" and verdict == "rolled_back":
+            return None
+        return STATE_NAMES[verdict]
+
+    def headline(self) -> str:
+        verdict, to = self.verdict(), self.to_release
+        if self.kind == "rollback":
+            if verdict == "rolled_back":
+                return f"{self.target} rolled back to {to} by hand; it passed verification"
+            return f"{self.target}: rollback to {to} FAILED"
+        return {
+            "passed": f"{self.subject} passed verification",
+            "dry_run": f"{self.subject} failed verification (dry run: nothing rolled back)",
+            "failed": f"{self.subject} failed verification; NOT rolled back",
+            "rolled_back": f"{self.subject} failed verification; rolled back to {to}",
+            "rollback_failed": f"{self.subject} failed verification; rollback to {to} FAILED",
+        }[verdict]
+
+    def lines(self) -> list[str]:
+        """The story in the order people need it: why, what was done, how that went."""
+        lines: list[str] = []
+        if self.window is not None:
+            lines.append(f"Verification of {self.release}: {self.window.verdict.reason}")
+            if not self.window.passed:
+                lines += [f"Failing check: {line}" for line in self.window.deciding_problems()]
+        decision = self._decision()
+        if decision:
+            lines.append(decision)
+        if self.rollback is not None:
+            lines += [f"Rollback step: {step.line()}" for step in self.rollback.steps]
+            failure = self.rollback.failure()
+            if failure:
+                lines.append(f"Rollback failed: {failure}")
+        if self.rollback_window is not None:
+            lines.append(
+                f"Verification of {self.rollback_window.release} after the rollback: "
+                f"{self.rollback_window.verdict.reason}"
+            )
+            if not self.rollback_window.passed:
+                problems = self.rollback_window.deciding_problems()
+                lines += [f"Still failing: {line}" for line in problems]
+        return lines
+
+    def _decision(self) -> str | None:
+        """Why nothing was rolled back, or what a dry run would have done."""
+        if self.kind != "deploy" or self.window is None or self.window.passed:
+            return None
+        if self.refusal is not None:
+            return f"Not rolled back: {self.refusal}"
+        if self.dry_run and self.plan is not None:
+            return f"Would do: {self.plan.describe()}"
+        return None
+
+    def message(self) -> str:
+        """One paragraph: the run's final state message and the record's detail."""
+        return f"{self.headline()}. " + " ".join(
+            line if line.endswith(".") else line + "." for line in self.lines()
+        )
+
+    def detail(self) -> str:
+        """The record's detail: the headline on the first line, then the story."""
+        took = f"Took {format_duration(self.seconds)}."
+        return "\n".join([self.headline(), *self.lines(), took])
+
+    def rollback_healthy(self) -> str:
+        if self.rollback is None:
+            return "not attempted"
+        return "yes" if self.verdict() == "rolled_back" else "no"
+
+    def alert(self, flow_run_url: str | None = None) -> Alert:
+        verdict = self.verdict()
+        fine = verdict == "passed" or (self.kind == "rollback" and verdict == "rolled_back")
+        severity: Severity = "low" if fine else self.severity
+        if verdict in ("failed", "rollback_failed"):
+            severity = "critical"
+        fields = {"Release": self.release or "unknown", "Verdict": verdict}
+        if self.rollback is not None:
+            fields["Rolled back to"] = self.to_release
+        elif self.dry_run and self.refusal is None and self.plan is not None:
+            fields["Would roll back to"] = self.to_release
+        fields["Rollback restored health"] = self.rollback_healthy()
+        fields["Duration"] = format_duration(self.seconds)
+        lines = self.lines()
+        return Alert(
+            title=self.headline(),
+            severity=severity,
+            duty=duty_of(self.kind),
+            subject=self.target,
+            summary=lines[0] if lines else self.headline(),
+            details=lines[1:],
+            since=self.started_at,
+            flow_run_url=flow_run_url,
+            kind="info" if fine else "problem",
+            fields=fields,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """What the flow returns and `vigil verify-deploy --json` prints."""
+        return {
+            "target": self.target,
+            "release": self.release,
+            "verdict": self.verdict(),
+            "headline": self.headline(),
+            "message": self.message(),
+            "rolled_back_to": self.plan.to_release if self.plan and self.rollback else None,
+            "rollback_healthy": self.rollback_healthy(),
+            "measurements": len(self.window.measurements) if self.window else 0,
+            "rollback_measurements": (
+                len(self.rollback_window.measurements) if self.rollback_window else 0
+            ),
+            "duration_s": round(self.seconds, 3),
+            "lines": self.lines(),
+        }
+
+    def table(self) -> list[dict[str, str]]:
+        """One row per measurement, both windows, one column per check."""
+        rows: list[dict[str, str]] = []
+        for window in (self.window, self.rollback_window):
+            if window is None:
+                continue
+            for number, measurement in enumerate(window.measurements, start=1):
+                row = {
+                    "phase": window.phase,
+                    "release": window.release or "",
+                    "#": str(number),
+                    "at": measurement.at.strftime("%H:%M:%S.%f")[:-3],
+                    "verdict": measurement.verdict,
+                }
+                for check in measurement.checks:
+                    why = "; ".join(check.problems) or check.observed
+                    row[check.label] = f"{check.verdict}: {why}"
+                rows.append(row)
+        return rows
+
+    def markdown(self) -> str:
+        """The report artifact: the story, then each rollback command's output."""
+        parts = [f"# {boundary.markdown(self.headline())}", ""]
+        parts += [f"- {boundary.markdown(line)}" for line in self.lines()]
+        parts.append(f"- Took {format_duration(self.seconds)}.")
+        for step in self.rollback.steps if self.rollback else ():
+            if step.output.strip():
+                title = f"## Output of {boundary.markdown(step.action)}"
+                parts += ["", title, "", boundary.markdown_block(step.output)]
+        return "\n".join(parts)
+
+
+def duty_of(kind: VerificationKind) -> str:
+    return "deploy-verify" if kind == "deploy" else "deploy-rollback"
+
+
+def artifact_slug(target: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9]+", "-", target.lower()).strip("-") or "target"
+
+
+def publish(run: DeployRun) -> None:
+    """The run's two artifacts: the measurements table (when there were measurements) and
+    the markdown report."""
+    slug = artifact_slug(run.target)
+    rows = run.table()
+    if rows:
+        description = f"{run.headline()} ({len(rows)} measurements)"
+        boundary.publish_table(f"deploy-verify-{slug}", rows, description)
+    boundary.publish_markdown(f"deploy-report-{slug}", run.markdown(), run.headline())
+
+
+def lock_timeout_message(
+    target: str,
+    lock: str,
+    waited: timedelta,
+    holder_kind: str | None,
+    holder_release: str | None,
+    holder_since: datetime | None,
+    holder_run: str | None,
+) -> str:
+    """Why a run gave up waiting for the target's lock, naming the holder from the records."""
+    if holder_since is None:
+        who = (
+            "vigil's records show no verification running, so a run may have died holding "
+            "it; its lease expires within 5 minutes"
+        )
+    else:
+        since = holder_since.strftime("%Y-%m-%d %H:%M:%S UTC")
+        who = (
+            f"the {holder_kind} verification of {holder_release} has held it since {since} "
+            f"(flow run {holder_run or 'unknown'})"
+        )
+    return (
+        f"{target}: waited lock_timeout ({format_duration(waited)}) for the lock {lock!r} "
+        f"and gave up; {who}. Nothing was verified or rolled back. Run again once it is done, "
+        f"or raise deploys.{target}.lock_timeout."
+    )
+
+
+def locked_summary(target: str, release: str | None, message: str) -> dict[str, Any]:
+    return {"target": target, "release": release, "verdict": "locked", "message": message}
+
+
+def stopped_alert(subject: str, error: BaseException, flow_run_url: str | None) -> Alert:
+    """A run that stopped half-way may leave a target half rolled back: say so, loudly."""
+    return Alert(
+        title=f"{subject}: deploy verification stopped with an error",
+        severity="critical",
+        duty="deploy-verify",
+        subject=subject.split("@", 1)[0],
+        summary=f"vigil could not finish: {error!r}. Check the target by hand: it may be "
+        "running either release, or be half rolled back.",
+        flow_run_url=flow_run_url,
+    )
