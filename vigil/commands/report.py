@@ -114,6 +114,8 @@ def status_page_command(
     config: ConfigOption = None,
 ) -> None:
     """Write the public status page (index.html, status.json) for the public monitors."""
+    from tasks.statuspage import upload as upload_page
+    from tasks.storage import StorageError
     from vigil import statuspage
     from vigil.store import open_store
 
@@ -127,8 +129,8 @@ def status_page_command(
     target = upload or statuspage.Settings.of(loaded).upload
     if target:
         try:
-            keys = statuspage.upload(out_dir, target, loaded)
-        except Exception as exc:  # boto3 raises many kinds; each is "could not upload"
+            keys = upload_page(out_dir, target, loaded)
+        except (StorageError, ValueError) as exc:
             fail(f"status page upload to {target} failed: {exc}", 1)
         out.print(f"uploaded {', '.join(keys)} to {target}", markup=False)
     out.print(f"status: {page.overall_text}", markup=False)
