@@ -188,10 +188,8 @@ def restore_command(
     """
     from tasks.recovery import RecoveryError, RestoreRefused, Stopped, recover, stops_as_exceptions
     from tasks.storage import StorageError
-    from vigil.backup.catalog import find_backup, find_deletion
     from vigil.backup.identity import BackupError, parse_backup_id
     from vigil.restore_test import hard_limit
-    from vigil.store import open_store
 
     loaded = config_for(config)
     try:
@@ -200,16 +198,7 @@ def restore_command(
         fail(str(exc), 2)
     if not to.startswith(("postgresql://", "postgres://")):
         fail(f"--to must be a postgresql:// URL, not {to!r}", 2)
-    with open_store(loaded.store.url) as store:
-        record = find_backup(store, backup_id)
-        deleted = find_deletion(store, backup_id)
-    if deleted is not None:
-        when = f"{deleted.deleted_at:%Y-%m-%d %H:%M} UTC"
-        fail(f"{backup_id} was deleted by retention at {when} ({deleted.reason}); pick another", 1)
-    if record is not None and record.status != "succeeded":
-        fail(
-            f"{backup_id} {record.status}: {record.error or 'it never completed'}; pick another", 1
-        )
+    record = _usable_record(loaded, backup_id)
     storage = _storage(loaded)
     err.print(f"restoring {backup_id} into the target ...", markup=False)
     try:
@@ -239,6 +228,26 @@ def restore_command(
             out.print(line, markup=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _usable_record(config: Config, backup_id: str) -> Any:
+    """The catalog's row of the backup (None when this store does not know it: a restore
+    works from the manifest alone); exit 1 when retention deleted it or it never
+    completed."""
+    from vigil.backup.catalog import find_backup, find_deletion
+    from vigil.store import open_store
+
+    with open_store(config.store.url) as store:
+        record = find_backup(store, backup_id)
+        deleted = find_deletion(store, backup_id)
+    if deleted is not None:
+        when = f"{deleted.deleted_at:%Y-%m-%d %H:%M} UTC"
+        fail(f"{backup_id} was deleted by retention at {when} ({deleted.reason}); pick another", 1)
+    if record is not None and record.status != "succeeded":
+        fail(
+            f"{backup_id} {record.status}: {record.error or 'it never completed'}; pick another", 1
+        )
+    return record
 
 
 def _databases(config: Config, name: str | None, action: str) -> list[str]:
