@@ -2,8 +2,9 @@
 into storage, write the manifest, read the backup back and verify it, and only then prune
 old backups; record everything, publish a table, tell people.
 
-The decisions live in `vigil.backup`, pg_dump and pg_restore in `tasks.pgtools`, storage in
-`tasks.storage`. One database's failure never stops the others.
+The decisions and the telling live in `vigil.backup`; the snapshot in `tasks.snapshot`,
+pg_dump and reading the archive back in `tasks.pgdump`, storage in `tasks.storage`. One
+database's failure never stops the others.
 
 Two backups of the same database never overlap: each takes the Prefect global concurrency
 limit `backup-<database>` (created with limit 1 on first use, so it works on any server,
@@ -21,47 +22,37 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from tasks.notify import notify
-from tasks.pgtools import Dumped, dump, read_stored
-from tasks.storage import (
-    Storage,
-    StoredFile,
-    apply_retention,
-    config_archive,
-    open_storage,
-    store_object,
-)
-from vigil.backup import (
-    FAILED,
-    LOCKED,
-    SUCCEEDED,
-    BackupError,
-    HeldSnapshot,
-    Keys,
-    Observed,
-    Outcome,
-    Verification,
-    alerts_for,
-    backup_id,
-    build_manifest,
+from tasks.pgdump import Dumped, dump, read_stored
+from tasks.snapshot import take_snapshot
+from tasks.storage import Storage, StorageError, open_storage
+from tasks.storage.configs import config_archive
+from tasks.storage.tasks import apply_retention, store_object
+from vigil.backup.catalog import (
     candidates,
     find_backup,
     finish_record,
     mark_interrupted,
-    open_snapshot,
     previous_size,
     record_verification,
-    retry_if_transient,
-    run_state,
     running_backup,
     start_record,
-    verify,
 )
+from vigil.backup.identity import (
+    FAILED,
+    LOCKED,
+    SUCCEEDED,
+    BackupError,
+    Keys,
+    backup_id,
+    failure_text,
+)
+from vigil.backup.manifest import StoredFile, build_manifest
+from vigil.backup.outcome import BackupOutcome, alerts_for, run_state
+from vigil.backup.verification import ReadBack, Verification, verify
 from vigil.config import Config, Database, load_config
 from vigil.durations import format_duration
 from vigil.locks import Locked, held
@@ -81,20 +72,6 @@ def _run_name() -> str:
         if database
         else "daily-backup " + datetime.now(UTC).strftime("%Y-%m-%d")
     )
-
-
-@task(
-    name="take snapshot",
-    task_run_name="snapshot {database.name}",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=10),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
-def take_snapshot(database: Database) -> HeldSnapshot:
-    """Export a snapshot and record its facts; the caller holds it open through the dump."""
-    return open_snapshot(database)
 
 
 @flow(name="daily-backup", flow_run_name=_run_name, log_prints=False)
@@ -117,7 +94,7 @@ def daily_backup(config_path: str | None = None, database: str | None = None) ->
     return outcome(problem, summary, message)
 
 
-def back_up(config: Config, store: Store, storage: Storage, database: Database) -> Outcome:
+def back_up(config: Config, store: Store, storage: Storage, database: Database) -> BackupOutcome:
     """One database, start to finish; every failure ends in the outcome, never raised."""
     get_run_logger().info(
         "%s: taking the lock backup-%s (waiting up to %s while another backup of it runs)",
@@ -129,24 +106,26 @@ def back_up(config: Config, store: Store, storage: Storage, database: Database) 
         with backup_lock(store, database.name, config.backup.lock_timeout):
             return make_backup(config, store, storage, database)
     except Locked as exc:
-        return Outcome(database.name, status=LOCKED, error=str(exc))
+        return BackupOutcome(database.name, status=LOCKED, error=str(exc))
 
 
-def make_backup(config: Config, store: Store, storage: Storage, database: Database) -> Outcome:
+def make_backup(
+    config: Config, store: Store, storage: Storage, database: Database
+) -> BackupOutcome:
     log = get_run_logger()
     for stale in mark_interrupted(store, database.name):
         log.warning("backup %s was left running by a run that died; marked failed", stale)
     started = time.monotonic()
     created = unique_start(store, database.name)
     name = backup_id(database.name, created)
-    result = Outcome(database.name, backup_id=name)
+    result = BackupOutcome(database.name, backup_id=name)
     start_record(
         store, backup=name, database=database.name, created_at=created, flow_run_id=flow_run_id()
     )
     try:
         manifest = write_backup(config, storage, database, name, created)
     except Exception as exc:
-        result.error = redact(str(exc) if isinstance(exc, BackupError) else repr(exc))
+        result.error = failure_text(exc)
         result.seconds = time.monotonic() - started
         log.error("backup of %s failed: %s", database.name, result.error)
         finish_record(
@@ -224,8 +203,8 @@ def check_backup(
     """Read the backup back from storage and judge it; the verdict is recorded either way."""
     try:
         observed = read_stored(storage, Keys.of(manifest["backup_id"]))
-    except BackupError as exc:
-        observed = Observed(exists=False, error=f"unreadable: {exc}")
+    except (BackupError, StorageError) as exc:
+        observed = ReadBack(exists=False, error=f"unreadable: {exc}")
     created = datetime.fromisoformat(manifest["created_at"])
     verification = verify(
         manifest,
@@ -245,7 +224,7 @@ def check_backup(
 
 
 def prune_after(
-    config: Config, store: Store, storage: Storage, database: Database, result: Outcome
+    config: Config, store: Store, storage: Storage, database: Database, result: BackupOutcome
 ) -> None:
     """Retention, now that a verified backup of this database exists."""
     try:
@@ -258,7 +237,7 @@ def prune_after(
     result.deleted = [d.backup_id for d in decisions if not d.keep]
 
 
-def publish(outcomes: list[Outcome]) -> None:
+def publish(outcomes: list[BackupOutcome]) -> None:
     good = sum(o.ok for o in outcomes)
     create_table_artifact(
         key=ARTIFACT_KEY,

@@ -7,13 +7,14 @@ records store, `vigil drill --report FILE`) and tell people the verdict.
 Each phase is a task: a phase that found a problem ends Failed in the UI and the drill goes
 on with the phases that can still run. Teardown runs whatever happened; a drill cancelled
 or crashed mid-way is cleaned up by its state hooks, and by the next drill at the latest.
-The decisions and the PostgreSQL and process work live in `vigil.drill`.
+The phases, verdict and report are core (`vigil.drill`, `vigil.drill_report`); the
+restore is the recovery engine's (`tasks.recovery`), the runbook's commands `tasks.runbook`.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+import time
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,19 +24,19 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks import recovery as engine
+from tasks import runbook
 from tasks.notify import notify
-from tasks.storage import Storage, open_storage
-from vigil import drill, runbook
+from tasks.recovery import scratch
+from tasks.storage import Storage, StorageError, open_storage
+from vigil import drill
 from vigil import restore_test as rt
-from vigil.backup import describe_url
+from vigil.backup.identity import describe_url
 from vigil.config import Config, RunbookStep, load_config, resolve_path
-from vigil.durations import format_duration
-from vigil.notify import Alert
-from vigil.runtime import as_is, flow_run_id, flow_run_link, outcome
+from vigil.drill_report import ARTIFACT_KEY, DUTY, alert_for, markdown
+from vigil.recovery import Finding
+from vigil.runtime import as_is, flow_run_id, outcome
 from vigil.store import Store, open_store
-
-DUTY = "dr-drill"
-ARTIFACT_KEY = "dr-drill"
 
 
 def _run_name() -> str:
@@ -73,7 +74,7 @@ def _run(task_: Any, phase: drill.Phase, *args: Any) -> drill.Phase:
 
 @task(name="locate offsite backups", cache_policy=NO_CACHE)
 def locate_backups(
-    phase: drill.Phase, config: Config, store: Store, result: drill.Result
+    phase: drill.Phase, config: Config, store: Store, result: drill.DrillResult
 ) -> drill.Phase:
     with drill.timed(phase):
         problem = drill.offsite_problem(config)
@@ -81,12 +82,24 @@ def locate_backups(
             phase.fail(problem, "offsite storage")
         else:
             storage = open_storage(config.backup)
-            for recovery in result.recoveries:
-                recovery.entry, findings = drill.locate(
-                    store, storage, recovery.database, result.declared_at, result.rpo
-                )
+            for each in result.recoveries:
+                each.entry, findings = locate(store, storage, each.database, result)
                 phase.findings += findings
     return _finish(phase)
+
+
+def locate(
+    store: Store, storage: Storage, database: str, result: drill.DrillResult
+) -> tuple[Any, list[Finding]]:
+    """List the offsite storage itself, then let the records store say what was verified."""
+    prefix = f"{database}/"
+    try:
+        keys = [o.key for o in storage.list_objects(prefix)]
+    except StorageError as exc:
+        return None, [drill.unreachable(database, str(exc))]
+    offsite = drill.offsite_backups(keys, database)
+    where = storage.location(prefix)
+    return drill.locate(store, database, offsite, where, result.declared_at, result.rpo)
 
 
 @task(name="restore and verify", task_run_name="restore {recovery.database}", cache_policy=NO_CACHE)
@@ -96,13 +109,57 @@ def restore_database(
     storage: Storage,
     config: Config,
     target: str,
-    recovery: drill.Recovery,
+    recovery: drill.DatabaseRecovery,
     timeout: float,
 ) -> drill.Phase:
     """Checksum, pg_restore into a fresh database, then the restore test's checks."""
-    with drill.timed(phase), drill.workdir() as folder:
-        phase.findings += drill.restore(admin, storage, config, target, recovery, folder, timeout)
+    with drill.timed(phase), scratch.workdir("vigil-drill-") as folder:
+        phase.findings += recover(admin, storage, config, target, recovery, folder, timeout)
     return _finish(phase)
+
+
+def recover(
+    admin: Any,
+    storage: Storage,
+    config: Config,
+    target_url: str,
+    recovery: drill.DatabaseRecovery,
+    folder: Path,
+    timeout: float,
+) -> list[Finding]:
+    """The recovery engine's steps, as `vigil restore` and the restore test run them, into a
+    fresh drill database; a broken step raises (the phase's error)."""
+    assert recovery.entry is not None
+    started = time.monotonic()
+    fetched = engine.fetch(
+        storage, recovery.entry.id, folder, expected_sha256=recovery.entry.sha256
+    )
+    recovery.snapshot_at = datetime.fromisoformat(fetched.manifest["snapshot"]["taken_at"])
+    name = drill.drill_name(recovery.database, datetime.now(UTC))
+    scratch.create_database(admin, name)
+    recovery.restored_as = name
+    url = rt.database_url(target_url, name)
+    settings = config.restore_test
+    engine.restore(
+        fetched.archive,
+        url,
+        jobs=settings.jobs,
+        timeout=timeout - (time.monotonic() - started),
+        limit=f"the drill's hard limit ({drill.HARD_LIMIT_FACTOR} x the RTO)",
+        server="rehearsal server",
+    )
+    compared = engine.inspect(
+        url,
+        fetched.manifest,
+        timeout=max(timeout - (time.monotonic() - started), 1.0),
+        jobs=settings.jobs,
+        amcheck=settings.amcheck,
+        checks=settings.checks,
+        database=recovery.database,
+    )
+    recovery.recovery_point = compared.recovery_point
+    recovery.restored = all(f.ok for f in compared.findings)
+    return compared.findings
 
 
 @task(name="check fallbacks", cache_policy=NO_CACHE)
@@ -138,16 +195,16 @@ def tear_down(phase: drill.Phase, admin: Any, created: list[str]) -> drill.Phase
         stopped = runbook.stop_remembered()
         if stopped:
             phase.findings.append(
-                rt.Finding("processes", True, "none left", f"stopped {len(stopped)} group(s)")
+                Finding("processes", True, "none left", f"stopped {len(stopped)} group(s)")
             )
         if admin is not None:
-            problems = drill.drop_all(admin, created)
-            left = [n for n in drill.drill_databases(admin) if n in created]
+            problems = scratch.drop_all(admin, created)
+            left = [n for n in scratch.drill_databases(admin) if n in created]
             for problem in problems:
                 phase.fail(problem, "databases")
             if not problems:
                 observed = f"dropped {', '.join(created) or 'nothing'}"
-                phase.findings.append(rt.Finding("databases", not left, "none left", observed))
+                phase.findings.append(Finding("databases", not left, "none left", observed))
     return _finish(phase)
 
 
@@ -165,7 +222,7 @@ def cleanup_hook(flow: Any, flow_run: Any, state: Any) -> None:
             import psycopg
 
             with psycopg.connect(target, autocommit=True, connect_timeout=10) as admin:
-                drill.drop_all(admin, drill.drill_databases(admin))
+                scratch.drop_all(admin, scratch.drill_databases(admin))
     except Exception as exc:  # a hook must not raise; the next drill cleans up anyway
         print(f"dr-drill cleanup after {state.name}: {exc!r}")
 
@@ -183,13 +240,13 @@ def dr_drill(config_path: str | None = None) -> Any:
     config = load_config(config_path)
     settings = config.drill
     target = drill.rehearsal_url(config)
-    result = drill.Result(
+    result = drill.DrillResult(
         declared,
         settings.rto,
         settings.rpo,
         describe_url(target) if target else None,
         config.backup.storage,
-        recoveries=[drill.Recovery(d.name) for d in config.databases_for(None, "drill")],
+        recoveries=[drill.DatabaseRecovery(d.name) for d in config.databases_for(None, "drill")],
     )
     cwd = resolve_path(config_path).parent
     with open_store(config.store.url) as store:
@@ -208,7 +265,12 @@ def dr_drill(config_path: str | None = None) -> Any:
 
 
 def run_drill(
-    config: Config, store: Store, result: drill.Result, target: str | None, cwd: Path, logs: Path
+    config: Config,
+    store: Store,
+    result: drill.DrillResult,
+    target: str | None,
+    cwd: Path,
+    logs: Path,
 ) -> None:
     """Phases 1 to 6; teardown runs whatever happened in the others."""
     _run(locate_backups, result.phase("locate offsite backups"), config, store, result)
@@ -224,7 +286,7 @@ def run_drill(
             _run(tear_down, result.phase("tear down", recovery=False), admin, created)
 
 
-def _open(held: ExitStack, target: str | None, result: drill.Result) -> Any:
+def _open(held: ExitStack, target: str | None, result: drill.DrillResult) -> Any:
     """Take the drill lock on the rehearsal server (held until after teardown) and drop
     what a crashed drill left; None when the server cannot be used."""
     phase = result.phase("prepare the rehearsal server")
@@ -234,13 +296,13 @@ def _open(held: ExitStack, target: str | None, result: drill.Result) -> Any:
             raise drill.DrillError(
                 "drill.target_url is not set: name a server to rehearse the recovery on"
             )
-        admin = held.enter_context(drill.rehearsal_session(target))
-        leftovers = drill.drill_databases(admin)
-        for problem in drill.drop_all(admin, leftovers):
+        admin = held.enter_context(scratch.rehearsal_session(target))
+        leftovers = scratch.drill_databases(admin)
+        for problem in scratch.drop_all(admin, leftovers):
             phase.fail(problem, "leftovers")
         stopped = runbook.stop_remembered()
         observed = ", ".join([*leftovers, *(f"process group {p}" for p in stopped)]) or "none"
-        phase.findings.append(rt.Finding("leftovers", True, "dropped", observed))
+        phase.findings.append(Finding("leftovers", True, "dropped", observed))
     if phase.error:
         get_run_logger().error("the drill cannot use the rehearsal server: %s", phase.error)
         return None
@@ -248,7 +310,7 @@ def _open(held: ExitStack, target: str | None, result: drill.Result) -> Any:
 
 
 def _restore_all(
-    config: Config, admin: Any, target: str, result: drill.Result, created: list[str]
+    config: Config, admin: Any, target: str, result: drill.DrillResult, created: list[str]
 ) -> None:
     storage = open_storage(config.backup) if drill.offsite_problem(config) is None else None
     hard_limit = result.rto * drill.HARD_LIMIT_FACTOR
@@ -265,7 +327,7 @@ def _restore_all(
             created.append(recovery.restored_as)
 
 
-def run_probes(config: Config, result: drill.Result, cwd: Path, logs: Path) -> None:
+def run_probes(config: Config, result: drill.DrillResult, cwd: Path, logs: Path) -> None:
     """Phases 3 to 5: fallbacks, the app on the restored data, the runbook's steps."""
     settings = config.drill
     if settings.fallbacks:
@@ -283,7 +345,7 @@ def run_probes(config: Config, result: drill.Result, cwd: Path, logs: Path) -> N
         _run(run_step, result.phase(f"step {step.name}"), step, env, cwd, logs)
 
 
-def database_env(config: Config, result: drill.Result) -> dict[str, str]:
+def database_env(config: Config, result: drill.DrillResult) -> dict[str, str]:
     """`VIGIL_DRILL_DATABASE_URL` (the first restored database) and one
     `VIGIL_DRILL_DATABASE_URL_<NAME>` per restored database, for the app and the steps."""
     target = drill.rehearsal_url(config)
@@ -295,149 +357,3 @@ def database_env(config: Config, result: drill.Result) -> dict[str, str]:
             key = "".join(c if c.isalnum() else "_" for c in recovery.database.upper())
             env[f"VIGIL_DRILL_DATABASE_URL_{key}"] = url
     return env
-
-
-# --- telling people -----------------------------------------------------------------------------
-
-
-def alert_for(result: drill.Result) -> Alert:
-    """Always one notification: `critical` when recovery failed, `high` when an objective
-    was missed or a phase found a problem, otherwise an informational pass."""
-    severity, kind = {
-        drill.FAILED: ("critical", "problem"),
-        drill.MISSED: ("high", "problem"),
-        drill.FINDINGS: ("high", "problem"),
-    }.get(result.status, ("low", "info"))
-    items = result.action_items()
-    fields = {
-        "RTO": _figure(result.rto_s, result.rto, result.rto_met),
-        "RPO": _figure(result.rpo_s, result.rpo, result.rpo_met),
-    }
-    return Alert(
-        title=f"DR drill {result.status}",
-        severity=severity,  # type: ignore[arg-type]
-        duty=DUTY,
-        subject="disaster-recovery drill",
-        summary=items[0] if items else result.headline(),
-        details=items[1:],
-        fields=fields,
-        kind=kind,  # type: ignore[arg-type]
-        flow_run_url=flow_run_link(),
-    )
-
-
-def _figure(seconds: float | None, target: Any, met: bool) -> str:
-    achieved = "n/a" if seconds is None else format_duration(seconds)
-    return f"{achieved} ({'met' if met else 'MISSED'}, target {format_duration(target)})"
-
-
-def markdown(result: drill.Result) -> str:
-    """The after-action report: scope, timeline, objectives, findings, actions, comparison."""
-    sections: list[Callable[[drill.Result], list[str]]] = [
-        _scope,
-        _objectives,
-        _timeline,
-        _findings,
-        _actions,
-        _comparison,
-    ]
-    lines = [f"# DR drill {result.declared_at:%Y-%m-%d %H:%M} UTC: **{result.status.upper()}**"]
-    for section in sections:
-        lines += ["", *section(result)]
-    return "\n".join(lines) + "\n"
-
-
-def _scope(result: drill.Result) -> list[str]:
-    databases = ", ".join(f"`{r.database}`" for r in result.recoveries) or "none"
-    lines = [
-        "## Scope and objectives",
-        "",
-        f"- declared: {result.declared_at:%Y-%m-%d %H:%M:%S} UTC",
-        f"- databases: {databases}",
-        f"- recovered from: {result.storage}",
-        f"- rehearsal server: {result.target or 'not set'}",
-        f"- objectives: RTO {format_duration(result.rto)}, RPO {format_duration(result.rpo)}",
-    ]
-    for r in result.recoveries:
-        backup = r.entry.id if r.entry else "none located"
-        point = f", newest row {r.recovery_point:%Y-%m-%d %H:%M:%S} UTC" if r.recovery_point else ""
-        lines.append(f"- `{r.database}`: backup `{backup}`{point}")
-    return lines
-
-
-def _objectives(result: drill.Result) -> list[str]:
-    data = result.data_rpo_s
-    data_line = (
-        [f"| RPO (newest row) | {format_duration(data)} | {format_duration(result.rpo)} | - |"]
-        if data is not None
-        else []
-    )
-    return [
-        "## Objectives",
-        "",
-        "| objective | achieved | target | verdict |",
-        "|---|---|---|---|",
-        f"| RTO | {_dur(result.rto_s)} | {format_duration(result.rto)} | "
-        f"{'met' if result.rto_met else '**MISSED**'} |",
-        f"| RPO | {_dur(result.rpo_s)} | {format_duration(result.rpo)} | "
-        f"{'met' if result.rpo_met else '**MISSED**'} |",
-        *data_line,
-    ]
-
-
-def _timeline(result: drill.Result) -> list[str]:
-    lines = ["## Timeline", "", "| phase | start (+) | duration | result |", "|---|---|---|---|"]
-    for p in result.phases:
-        offset = format_duration((p.started_at - result.declared_at).total_seconds())
-        verdict = p.verdict if p.verdict != "FAILED" else "**FAILED**"
-        lines.append(f"| {_cell(p.name)} | +{offset} | {_dur(p.duration_s)} | {verdict} |")
-    return lines
-
-
-def _findings(result: drill.Result) -> list[str]:
-    lines = [
-        "## Findings",
-        "",
-        "| phase | check | ok | expected | observed |",
-        "|---|---|---|---|---|",
-    ]
-    for p in result.phases:
-        if p.error:
-            lines.append(f"| {_cell(p.name)} | error | **NO** | - | {_cell(p.error)} |")
-        for f in p.findings:
-            ok = "yes" if f.ok else "**NO**"
-            lines.append(
-                f"| {_cell(p.name)} | {_cell(f.name)} | {ok} | {_cell(f.expected)} | "
-                f"{_cell(f.observed)} |"
-            )
-    return lines
-
-
-def _actions(result: drill.Result) -> list[str]:
-    items = result.action_items()
-    return ["## Action items", "", *([f"- [ ] {_cell(i)}" for i in items] or ["- none"])]
-
-
-def _comparison(result: drill.Result) -> list[str]:
-    before = result.previous
-    if before is None:
-        return ["## Previous drill", "", "- none on record: this is the first drill"]
-    return [
-        "## Previous drill",
-        "",
-        "| | previous | this drill |",
-        "|---|---|---|",
-        f"| date | {before['started_at'][:16].replace('T', ' ')} | "
-        f"{result.declared_at:%Y-%m-%d %H:%M} |",
-        f"| status | {before['status']} | {result.status} |",
-        f"| RTO | {_dur(before['rto_s'])} | {_dur(result.rto_s)} |",
-        f"| RPO | {_dur(before['rpo_s'])} | {_dur(result.rpo_s)} |",
-    ]
-
-
-def _dur(seconds: float | None) -> str:
-    return "n/a" if seconds is None else format_duration(seconds)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")

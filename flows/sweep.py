@@ -128,7 +128,7 @@ def collect_shards(store_url: str, sweep_id: str) -> dict[int, dict[str, Any]]:
 @task(name="update status page", cache_policy=NO_CACHE)
 def update_status_page(config: Config, at: datetime) -> list[str]:
     """Rebuild (and upload) the public status page when the config asks for one."""
-    from vigil.statuspage import publish
+    from tasks.statuspage import publish
 
     with open_store(config.store.url) as store:
         return publish(config, store, at)

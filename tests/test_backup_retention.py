@@ -11,7 +11,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from tests.backup_helpers import configure, deletions
-from vigil.backup import Candidate, Keys, backup_id, plan_retention
+from vigil.backup.identity import Keys, backup_id
+from vigil.backup.retention import Candidate, plan_retention
 from vigil.cli import app
 from vigil.config import Retention
 from vigil.store import Backup, open_store

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import psycopg
 
-from tasks.pgtools import dump_database
+from tasks.pgdump import dump_database
+from tasks.snapshot import open_snapshot
 from tasks.storage import LocalStorage
 from tests.backup_helpers import EXPECTED, counts, fresh_database, seed
-from vigil.backup import Keys, open_snapshot
+from vigil.backup.identity import Keys
 from vigil.config import Database
 
 

@@ -12,12 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.backup import daily_backup
-from tasks.pgtools import read_back
+from tasks.pgdump import read_back
 from tasks.storage import open_storage
 from tests.backup_helpers import backups, configure, counts, fresh_database, seed
 from tests.fixtures.s3 import S3Endpoint
 from tests.helpers import run
-from vigil.backup import Keys, Verification, verify
+from vigil.backup.identity import Keys
+from vigil.backup.verification import Verification, verify
 from vigil.cli import app
 from vigil.config import load_config
 

@@ -25,7 +25,8 @@ from psycopg import sql
 from sqlalchemy import select
 
 from flows.backup import daily_backup
-from flows.drill import ARTIFACT_KEY, dr_drill
+from flows.drill import dr_drill
+from tasks import runbook
 from tests.backup_helpers import seed
 from tests.fixtures.postgres import throwaway_database
 from tests.fixtures.receivers import HttpReceiver
@@ -33,7 +34,7 @@ from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.targets import HttpTarget
 from tests.helpers import markdown_artifact, run, write_config
 from tests.ports import free_port
-from vigil import runbook
+from vigil.drill_report import ARTIFACT_KEY
 from vigil.store import Drill, open_store
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

@@ -1,6 +1,6 @@
 """The restored copy's own checks on a real PostgreSQL database: an invalid index is named,
-a leftover is recognised only by its exact name pattern, and a row mismatch names the table
-with both numbers."""
+amcheck reads every B-tree index, a leftover is recognised only by its exact name pattern,
+and a row mismatch names the table with both numbers."""
 
 from __future__ import annotations
 
@@ -10,29 +10,44 @@ from typing import Any
 import psycopg
 import pytest
 
+from tasks.recovery.inspect import (
+    btree_indexes,
+    connect_all,
+    install_amcheck,
+    invalid_indexes,
+    read_restored,
+    scan_and_check,
+    spread,
+)
 from tests.backup_helpers import seed
+from vigil import recovery
 from vigil import restore_test as rt
 
 
 def test_an_invalid_index_in_the_restored_copy_is_named(pg_database: str) -> None:
     seed(pg_database)
     with psycopg.connect(pg_database, autocommit=True) as connection:
-        assert rt.valid_indexes(connection).ok
+        assert recovery.valid_indexes(invalid_indexes(connection)).ok
         connection.execute("INSERT INTO monitors (user_id, name) VALUES (1, 'monitor 1')")
         with pytest.raises(psycopg.errors.UniqueViolation):
             connection.execute("CREATE UNIQUE INDEX CONCURRENTLY monitors_name ON monitors (name)")
 
-        finding = rt.valid_indexes(connection)
+        finding = recovery.valid_indexes(invalid_indexes(connection))
 
     assert not finding.ok
     assert finding.observed == "invalid: public.monitors_name"
     assert finding.problem is not None and "public.monitors_name" in finding.problem
 
 
-def test_amcheck_checks_every_btree_index(pg_database: str) -> None:
+def test_amcheck_checks_every_btree_index_and_leaves_no_extension(pg_database: str) -> None:
     seed(pg_database)
+    manifest = {"snapshot": {"taken_at": datetime.now(UTC).isoformat()}}
     with psycopg.connect(pg_database, autocommit=True) as connection:
-        finding = rt.check_btrees(connection)
+        restored = read_restored(manifest, connection, amcheck=True)
+        extension = connection.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'")
+        assert extension.fetchone() is None, "amcheck was created for the check, then dropped"
+    assert restored.amcheck is not None
+    finding = recovery.btree_finding(restored.amcheck, restored.amcheck_skipped)
     assert (finding.ok, finding.observed) == (True, "6 indexes checked")
 
 
@@ -44,7 +59,7 @@ def test_a_row_mismatch_names_the_table_and_both_numbers() -> None:
             {"name": "public.gone", "rows": 3, "exact": True},
         ]
     }
-    findings = rt.compare_rows(manifest, {"public.orders": 9_850, "public.users": 40})
+    findings = recovery.compare_rows(manifest, {"public.orders": 9_850, "public.users": 40})
     problems = [f.problem for f in findings if not f.ok]
     assert problems == [
         "public.gone: 3 rows in the manifest, table missing from the restore",
@@ -72,9 +87,9 @@ def test_shared_checks_stop_every_statement_when_one_fails(pg_database: str) -> 
     def sleeps(connection: psycopg.Connection[Any]) -> None:
         connection.execute("SELECT pg_sleep(600)")
 
-    with rt.connect_all(pg_database, 60.0, 2) as connections:
+    with connect_all(pg_database, 60.0, 2) as connections:
         with pytest.raises(rt.RestoreTestError, match="a unit failed"):
-            rt.spread(connections, [sleeps, fails])
+            spread(connections, [sleeps, fails])
         pids = [c.info.backend_pid for c in connections]
         with psycopg.connect(pg_database, autocommit=True) as observer:
             busy = observer.execute(
@@ -87,11 +102,12 @@ def test_shared_checks_stop_every_statement_when_one_fails(pg_database: str) -> 
 
 def test_checks_shared_over_connections_find_what_one_connection_finds(pg_database: str) -> None:
     seed(pg_database)
-    with rt.connect_all(pg_database, 60.0, 3) as (connection, *helpers):
-        indexes = rt.btree_indexes(connection) if rt.install_amcheck(connection) is None else []
+    with connect_all(pg_database, 60.0, 3) as (connection, *helpers):
+        skipped, _ = install_amcheck(connection)
+        indexes = btree_indexes(connection) if skipped is None else []
         tables = ["public.users", "public.monitors", "audit.events"]
         cutoff = datetime.now(UTC)
-        scans, checks = rt.scan_and_check(connection, helpers, tables, indexes, cutoff)
+        scans, checks = scan_and_check(connection, helpers, tables, indexes, cutoff)
     assert {s.name: s.rows for s in scans} == {
         "public.users": 40,
         "public.monitors": 120,

@@ -17,9 +17,9 @@ import pytest
 from psycopg import sql
 from typer.testing import CliRunner
 
-from flows.restore_test import artifact_key
 from tests.fixtures.restore import Setup, checks_by_name, scratch_databases
 from tests.helpers import markdown_artifact
+from vigil.restore_test import artifact_key
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "nothing_left_behind")
 
@@ -146,10 +146,11 @@ def test_a_failing_sql_check_fails_the_test(shared: Setup) -> None:
 KILLED_RUN = """
 import sys, time
 from datetime import UTC, datetime, timedelta
+from tasks.recovery import scratch
 from vigil import restore_test as rt
-with rt.scratch_session(sys.argv[1], sys.argv[2], wait=timedelta(seconds=30)) as admin:
+with scratch.scratch_session(sys.argv[1], sys.argv[2], wait=timedelta(seconds=30)) as admin:
     name = rt.scratch_name(sys.argv[2], datetime.now(UTC))
-    rt.create_database(admin, name)
+    scratch.create_database(admin, name)
     print(name, flush=True)
     time.sleep(600)
 """

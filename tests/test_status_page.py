@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tasks.statuspage import publish
 from tests.browser import Node, dump_dom, needs_chromium, parse, screenshot
 from tests.history import END, STANDARD, Seeded, seeded_store
 from vigil import statuspage
@@ -193,16 +194,12 @@ def test_after_a_sweep_the_page_is_published_where_the_config_says(
 ) -> None:
     extra = f"backup:\n  s3: {{endpoint_url: '{s3_server.url}', region: us-east-1}}\n"
     config = STANDARD.config(extra=extra)
-    assert statuspage.publish(config, seeded.store, END, statuspage.Settings()) == []
-    uploaded = statuspage.publish(
-        config, seeded.store, END, statuspage.Settings(upload=f"s3://{s3_bucket}")
-    )
+    assert publish(config, seeded.store, END, statuspage.Settings()) == []
+    uploaded = publish(config, seeded.store, END, statuspage.Settings(upload=f"s3://{s3_bucket}"))
     assert uploaded[-2:] == ["index.html", "status.json"]
     body = s3_server.client().get_object(Bucket=s3_bucket, Key="status.json")["Body"].read()
     assert json.loads(body)["description"] == "Partial outage"
-    written = statuspage.publish(
-        config, seeded.store, END, statuspage.Settings(out=str(tmp_path / "www"))
-    )
+    written = publish(config, seeded.store, END, statuspage.Settings(out=str(tmp_path / "www")))
     assert written == [str(tmp_path / "www" / name) for name in statuspage.FILES]
 
 

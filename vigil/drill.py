@@ -1,6 +1,5 @@
-"""The monthly disaster-recovery drill as plain code: find the offsite copy, bring every
-database back on the rehearsal server, prove the fallbacks and the app, run the runbook's
-steps, tear it all down, and judge the clock against the objectives.
+"""The monthly disaster-recovery drill as plain code: its phases and their findings, the
+clock against the objectives, which offsite backup to recover, and the record.
 
 The drill rehearses the day production is gone, so it trusts nothing that would be gone
 with it: backups come from the offsite (S3) storage only, found by listing it; the records
@@ -8,47 +7,36 @@ store is asked only which of those were verified. Every phase ends as a `Phase` 
 findings (observed values kept next to what was expected); a failed phase never stops
 the phases that can still run, and teardown always runs.
 
-The restore and its completeness checks are the weekly restore test's (`vigil.restore_test`);
-probes are the sweep's (`tasks.http`). Drill databases are named `vigil_drill_<database>_
-<UTC stamp>`; a drill holds an advisory lock on the rehearsal server for its whole run, so
-whoever holds it may drop any `vigil_drill_*` database as left behind by a crashed drill.
+The restore and its completeness checks are the recovery engine's (`tasks.recovery`,
+judged by `vigil.recovery`); probes are the sweep's; the runbook's commands are
+`tasks.runbook`. The after-action report and the alert are `vigil.drill_report`. Drill
+databases are named `vigil_drill_<database>_<UTC stamp>`; a drill holds an advisory lock
+on the rehearsal server for its whole run, so whoever holds it may drop any `vigil_drill_*`
+database as left behind by a crashed drill.
 """
 
 from __future__ import annotations
 
 import re
-import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import select
 
-from tasks.storage import Storage, StorageError
 from vigil import restore_test as rt
-from vigil.backup import (
-    CONNECT_TIMEOUT_S,
-    SUCCEEDED,
-    BackupError,
-    CatalogEntry,
-    catalog,
-    describe_url,
-    parse_backup_id,
-)
+from vigil.backup.catalog import CatalogEntry, catalog
+from vigil.backup.identity import SUCCEEDED, BackupError, failure_text, parse_backup_id
 from vigil.config import Config, Monitor
 from vigil.durations import format_duration
-from vigil.redact import redact
-from vigil.restore_test import Finding
+from vigil.recovery import Finding
 from vigil.store import Drill, Store
 
 PASSED, FINDINGS, MISSED, FAILED = "passed", "findings", "missed", "failed"
 DRILL_PREFIX = "vigil_drill_"
-_DRILL_DB = re.compile(r"^vigil_drill_.+_\d{8}_\d{6}$")
+DRILL_DATABASE = re.compile(r"^vigil_drill_.+_\d{8}_\d{6}$")
 MANIFEST_SUFFIX = ".manifest.json"
 # Without a hard limit a hung restore would hold the drill forever: stop at 3x the RTO.
 HARD_LIMIT_FACTOR = 3
@@ -115,13 +103,13 @@ def timed(phase: Phase) -> Iterator[Phase]:
     try:
         yield phase
     except Exception as exc:
-        phase.error = redact(str(exc) if isinstance(exc, BackupError) else repr(exc))
+        phase.error = failure_text(exc)
     finally:
         phase.finished_at = datetime.now(UTC)
 
 
 @dataclass
-class Recovery:
+class DatabaseRecovery:
     """One database on its way back: which backup, its snapshot, what the restore gave."""
 
     database: str
@@ -143,7 +131,7 @@ class Recovery:
 
 
 @dataclass
-class Result:
+class DrillResult:
     """One drill: the clock, the phases, the databases, and the verdict on both objectives."""
 
     declared_at: datetime
@@ -152,7 +140,7 @@ class Result:
     target: str | None
     storage: str
     phases: list[Phase] = field(default_factory=list)
-    recoveries: list[Recovery] = field(default_factory=list)
+    recoveries: list[DatabaseRecovery] = field(default_factory=list)
     previous: dict[str, Any] | None = None
     finished_at: datetime | None = None
 
@@ -296,12 +284,12 @@ def offsite_problem(config: Config) -> str | None:
     )
 
 
-def stored_backups(storage: Storage, database: str) -> list[str]:
-    """Backup ids with a manifest in storage, newest first (listing the storage itself, so a
-    lost records store does not hide them)."""
+def offsite_backups(keys: Sequence[str], database: str) -> list[str]:
+    """Backup ids of `database` with a manifest among the listed storage keys, newest
+    first (listing the storage itself, so a lost records store does not hide them)."""
     ids = []
-    for obj in storage.list_objects(f"{database}/"):
-        name = obj.key.rpartition("/")[2]
+    for key in keys:
+        name = key.rpartition("/")[2]
         if name.endswith(MANIFEST_SUFFIX):
             backup = name.removesuffix(MANIFEST_SUFFIX)
             try:
@@ -313,16 +301,26 @@ def stored_backups(storage: Storage, database: str) -> list[str]:
     return sorted(ids, key=lambda b: parse_backup_id(b)[1], reverse=True)
 
 
+def unreachable(database: str, problem: str) -> Finding:
+    return Finding(
+        f"offsite {database}",
+        False,
+        "reachable",
+        "unreachable",
+        f"offsite storage unreachable: {problem}",
+    )
+
+
 def locate(
-    store: Store, storage: Storage, database: str, declared_at: datetime, rpo: timedelta
+    store: Store,
+    database: str,
+    offsite: Sequence[str],
+    where: str,
+    declared_at: datetime,
+    rpo: timedelta,
 ) -> tuple[CatalogEntry | None, list[Finding]]:
-    """The newest verified backup of `database` that is really in offsite storage."""
-    where = storage.location(f"{database}/")
-    try:
-        offsite = stored_backups(storage, database)
-    except StorageError as exc:
-        problem = f"offsite storage unreachable: {exc}"
-        return None, [Finding(f"offsite {database}", False, "reachable", "unreachable", problem)]
+    """The newest verified backup of `database` among those really in offsite storage
+    (`offsite`, listed at `where`), and whether it is young enough for the RPO."""
     known = catalog(store, database)
     usable = [e for e in known if e.status == SUCCEEDED and e.verified and e.id in set(offsite)]
     findings = []
@@ -332,15 +330,7 @@ def locate(
     elif offsite and not known:
         backup = offsite[0]
         entry = CatalogEntry(
-            backup,
-            database,
-            parse_backup_id(backup)[1],
-            None,
-            None,
-            storage.location(backup),
-            SUCCEEDED,
-            False,
-            False,
+            backup, database, parse_backup_id(backup)[1], None, None, None, SUCCEEDED, False, False
         )
         found = (
             f"{backup} (the records store knows no backup of {database}; checksum proven "
@@ -351,96 +341,31 @@ def locate(
         problem = f"no verified backup of database {database} in offsite storage {where} ({status})"
         return None, [Finding(f"offsite {database}", False, "a verified backup", status, problem)]
     findings.append(Finding(f"offsite {database}", True, "a verified backup", found))
+    findings.append(backup_age(entry, database, declared_at, rpo))
+    return entry, findings
+
+
+def backup_age(
+    entry: CatalogEntry, database: str, declared_at: datetime, rpo: timedelta
+) -> Finding:
     age = declared_at - entry.created_at
     expected = f"younger than the {format_duration(rpo)} RPO"
     observed = f"{format_duration(age)} old"
-    if age > rpo:
-        problem = (
-            f"the newest offsite backup of {database}, {entry.id}, is {format_duration(age)} "
-            f"old: older than the {format_duration(rpo)} RPO"
-        )
-        findings.append(Finding(f"backup age {database}", False, expected, observed, problem))
-    else:
-        findings.append(Finding(f"backup age {database}", True, expected, observed))
-    return entry, findings
+    if age <= rpo:
+        return Finding(f"backup age {database}", True, expected, observed)
+    problem = (
+        f"the newest offsite backup of {database}, {entry.id}, is {format_duration(age)} "
+        f"old: older than the {format_duration(rpo)} RPO"
+    )
+    return Finding(f"backup age {database}", False, expected, observed, problem)
 
 
 # --- phase 2: restore and prove complete --------------------------------------------------------
 
 
 def drill_name(database: str, at: datetime) -> str:
+    """`vigil_drill_<database>_<UTC stamp>`, named as the restore test names its own."""
     return rt.scratch_name(database, at).replace(rt.SCRATCH_PREFIX, DRILL_PREFIX, 1)
-
-
-@contextmanager
-def rehearsal_session(target_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """An admin connection to the rehearsal server holding the drill lock: one drill at a
-    time, and the holder may drop what a crashed drill left."""
-    where = describe_url(target_url)
-    try:
-        admin = psycopg.connect(target_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
-    except psycopg.Error as exc:
-        raise DrillError(f"cannot connect to the rehearsal server {where}: {_first(exc)}") from None
-    with admin:
-        got = admin.execute("SELECT pg_try_advisory_lock(hashtextextended('vigil-drill', 0))")
-        if not got.fetchone()[0]:  # type: ignore[index]
-            raise DrillError(f"another drill is running on {where}; not starting a second one")
-        yield admin
-
-
-def drill_databases(admin: psycopg.Connection[Any]) -> list[str]:
-    rows = admin.execute(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'vigil\\_drill\\_%' ORDER BY 1"
-    )
-    return [str(r[0]) for r in rows if _DRILL_DB.match(str(r[0]))]
-
-
-def drop_all(admin: psycopg.Connection[Any], names: Sequence[str]) -> list[str]:
-    """Drop each database; returns the problems (each one an action item)."""
-    problems = []
-    for name in names:
-        try:
-            rt.drop_database(admin, name)
-        except psycopg.Error as exc:
-            problems.append(f"could not drop {name}: {_first(exc)}")
-    return problems
-
-
-def restore(
-    admin: psycopg.Connection[Any],
-    storage: Storage,
-    config: Config,
-    target_url: str,
-    recovery: Recovery,
-    folder: Path,
-    timeout: float,
-) -> list[Finding]:
-    """Download and prove the checksum, restore into a fresh database, and run the restore
-    test's completeness checks on it. Raises DrillError/BackupError on a broken step."""
-    assert recovery.entry is not None
-    started = time.monotonic()
-    fetched = rt.fetch(storage, recovery.entry, folder)
-    recovery.snapshot_at = datetime.fromisoformat(fetched.manifest["snapshot"]["taken_at"])
-    name = drill_name(recovery.database, datetime.now(UTC))
-    rt.create_database(admin, name)
-    recovery.restored_as = name
-    url = rt.database_url(target_url, name)
-    left = timeout - (time.monotonic() - started)
-    rt.restore(fetched.archive, url, jobs=config.restore_test.jobs, timeout=left)
-    left = timeout - (time.monotonic() - started)
-    with rt.connect(url, max(left, 1.0)) as connection:
-        compared = rt.compare(fetched.manifest, connection, amcheck=config.restore_test.amcheck)
-        checks = rt.sql_checks(config.restore_test.checks, recovery.database, connection)
-    recovery.recovery_point = compared.recovery_point
-    findings = [*compared.findings, *checks]
-    recovery.restored = all(f.ok for f in findings)
-    return findings
-
-
-@contextmanager
-def workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="vigil-drill-") as folder:
-        yield Path(folder)
 
 
 # --- phase 3 and 4: probes ----------------------------------------------------------------------
@@ -475,7 +400,7 @@ def previous(store: Store) -> dict[str, Any] | None:
         }
 
 
-def record(store: Store, result: Result, report: str, flow_run_id: str | None) -> None:
+def record(store: Store, result: DrillResult, report: str, flow_run_id: str | None) -> None:
     with store.session() as session:
         session.add(
             Drill(
@@ -491,8 +416,3 @@ def record(store: Store, result: Result, report: str, flow_run_id: str | None) -
                 flow_run_id=flow_run_id,
             )
         )
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return redact(text.splitlines()[0] if text else type(exc).__name__)

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -575,55 +574,7 @@ def _atomic_write(path: Path, text: str) -> Path:
     return path
 
 
-def upload(out_dir: Path, target: str, config: Config) -> list[str]:
-    """Copy the site to `s3://bucket/prefix` with the backup section's S3 settings;
-    returns the keys written. A short cache lifetime keeps the page fresh."""
-    import boto3  # only uploads pay for it
-
-    parts = urlsplit(target)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise ValueError(f"status page upload target {target!r} is not an s3://bucket/prefix URL")
-    s3 = config.backup.s3
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint_url,
-        region_name=s3.region,
-        aws_access_key_id=s3.access_key_id,
-        aws_secret_access_key=s3.secret_access_key,
-    )
-    prefix = parts.path.strip("/")
-    keys = []
-    for name, kind in _content_types(FILES):
-        key = f"{prefix}/{name}" if prefix else name
-        client.put_object(
-            Bucket=parts.netloc,
-            Key=key,
-            Body=(out_dir / name).read_bytes(),
-            ContentType=kind,
-            CacheControl="max-age=60",
-        )
-        keys.append(key)
-    return keys
-
-
-def _content_types(names: Iterable[str]) -> Iterable[tuple[str, str]]:
+def content_types(names: Iterable[str]) -> Iterable[tuple[str, str]]:
+    """(name, Content-Type) of each file of the site, for an upload."""
     kinds = {".html": "text/html; charset=utf-8", ".json": "application/json"}
     return ((name, kinds[Path(name).suffix]) for name in names)
-
-
-def publish(
-    config: Config, store: Store, now: datetime, settings: Settings | None = None
-) -> list[str]:
-    """What a sweep calls when it is done: rebuild the page into `status_page.out` and/or
-    upload it to `status_page.upload`; nothing when neither is configured. Returns the
-    written paths and uploaded keys."""
-    settings = settings or Settings.of(config)
-    if not (settings.out or settings.upload):
-        return []
-    page = build(config, store, now, settings)
-    with tempfile.TemporaryDirectory(prefix="vigil-status-page-") as scratch:
-        folder = Path(settings.out).expanduser() if settings.out else Path(scratch)
-        done = [str(p) for p in write(page, folder)]
-        if settings.upload:
-            done += upload(folder, settings.upload, config)
-    return done

@@ -8,7 +8,6 @@ next to each dump holds what the catalog holds).
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -25,7 +24,7 @@ from vigil.cliutil import (
     run_flow,
 )
 from vigil.config import Config
-from vigil.durations import format_duration, format_size
+from vigil.durations import format_size
 
 if TYPE_CHECKING:
     from tasks.storage import Storage
@@ -79,7 +78,7 @@ def backups_command(
     """List the catalog, newest first: id, database, created, size, sha256, location, status."""
     if context.invoked_subcommand is not None:
         return
-    from vigil.backup import catalog
+    from vigil.backup.catalog import catalog
     from vigil.store import open_store
 
     loaded = config_for(config)
@@ -113,8 +112,9 @@ def prune_command(
 ) -> None:
     """Apply `backup.retention` now: delete what it does not keep (dump, manifest, config
     archive together) and record each deletion. The newest verified backup always stays."""
-    from tasks.storage import prune
-    from vigil.backup import BackupError, candidates
+    from tasks.storage import StorageError
+    from tasks.storage.retention import prune
+    from vigil.backup.catalog import candidates
     from vigil.store import open_store
 
     loaded = config_for(config)
@@ -132,7 +132,7 @@ def prune_command(
                     loaded.backup.retention,
                     dry_run=dry_run,
                 )
-            except BackupError as exc:
+            except StorageError as exc:
                 fail(f"pruning {name} stopped: {exc}", 1)
             report[name] = [
                 {"backup_id": d.backup_id, "keep": d.keep, "reasons": list(d.reasons)}
@@ -178,15 +178,18 @@ def restore_command(
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Restore a backup: fetch, prove its checksum, pg_restore, compare rows with the manifest.
+    """Restore a backup: fetch, prove its checksum, pg_restore (in its own process group,
+    within restore_test.hard_timeout), and check the copy as the restore test does.
 
-    Exit 0 when every table has its recorded rows; 1 when the backup is unusable (bad
-    checksum, failed restore) or anything differs; 2 for bad usage (including a non-empty
-    target without --clean).
+    Exit 0 when the copy holds everything the manifest recorded; 1 when the backup is
+    unusable (bad checksum, failed restore) or anything is missing or differs; 2 for bad
+    usage (including a non-empty target without --clean). A SIGTERM stops pg_restore and
+    removes the downloaded archive before exiting.
     """
-    from tasks.pgtools import RestoreRefused, load_manifest, restore_backup
-    from vigil.backup import BackupError, find_backup, find_deletion, parse_backup_id
-    from vigil.store import open_store
+    from tasks.recovery import RecoveryError, RestoreRefused, Stopped, recover, stops_as_exceptions
+    from tasks.storage import StorageError
+    from vigil.backup.identity import BackupError, parse_backup_id
+    from vigil.restore_test import hard_limit
 
     loaded = config_for(config)
     try:
@@ -195,7 +198,46 @@ def restore_command(
         fail(str(exc), 2)
     if not to.startswith(("postgresql://", "postgres://")):
         fail(f"--to must be a postgresql:// URL, not {to!r}", 2)
-    with open_store(loaded.store.url) as store:
+    record = _usable_record(loaded, backup_id)
+    storage = _storage(loaded)
+    err.print(f"restoring {backup_id} into the target ...", markup=False)
+    try:
+        with stops_as_exceptions():
+            report = recover(
+                storage,
+                backup_id,
+                to,
+                timeout=hard_limit(loaded).total_seconds(),
+                jobs=jobs or loaded.restore_test.jobs,
+                clean=clean,
+                owners=not no_owner,
+                expected_sha256=record.sha256 if record else None,
+                in_catalog=record is not None,
+                amcheck=loaded.restore_test.amcheck,
+            )
+    except RestoreRefused as exc:
+        fail(f"refused: {exc}", 2 if exc.usage else 1)
+    except (BackupError, RecoveryError, StorageError) as exc:
+        fail(f"restore failed: {exc}", 1)
+    except Stopped as exc:
+        fail(f"restore {exc}: pg_restore was stopped; the target may hold a partial copy", 1)
+    if json_output:
+        print_json(report.as_json())
+    else:
+        for line in report.lines():
+            out.print(line, markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _usable_record(config: Config, backup_id: str) -> Any:
+    """The catalog's row of the backup (None when this store does not know it: a restore
+    works from the manifest alone); exit 1 when retention deleted it or it never
+    completed."""
+    from vigil.backup.catalog import find_backup, find_deletion
+    from vigil.store import open_store
+
+    with open_store(config.store.url) as store:
         record = find_backup(store, backup_id)
         deleted = find_deletion(store, backup_id)
     if deleted is not None:
@@ -205,46 +247,7 @@ def restore_command(
         fail(
             f"{backup_id} {record.status}: {record.error or 'it never completed'}; pick another", 1
         )
-    storage = _storage(loaded)
-    try:
-        manifest = load_manifest(storage, backup_id)
-        err.print(f"restoring {backup_id} into the target ...", markup=False)
-        report = restore_backup(
-            storage,
-            manifest,
-            to,
-            clean=clean,
-            jobs=jobs or loaded.restore_test.jobs,
-            no_owner=no_owner,
-            expected_sha256=record.sha256 if record else None,
-        )
-    except RestoreRefused as exc:
-        fail(f"refused: {exc}", 2 if exc.usage else 1)
-    except BackupError as exc:
-        fail(f"restore failed: {exc}", 1)
-    if json_output:
-        print_json({"ok": report.ok, "in_catalog": record is not None, **asdict(report)})
-    else:
-        _print_report(report, in_catalog=record is not None)
-    if not report.ok:
-        raise typer.Exit(1)
-
-
-def _print_report(report: Any, in_catalog: bool) -> None:
-    source = "catalog and manifest" if in_catalog else "manifest (not in this store's catalog)"
-    rows = [c for c in report.checks if c.name.startswith("rows ")]
-    jobs = f"{report.jobs} job{'s' if report.jobs != 1 else ''}"
-    fetch, restore = format_duration(report.download_s), format_duration(report.restore_s)
-    lines = [
-        f"{'restored' if report.ok else 'restored WITH MISMATCHES'} {report.backup_id} "
-        f"(database {report.database}, taken {report.created_at}) into {report.target}",
-        f"  archive {format_size(report.size_bytes)}, sha256 {report.sha256} matches the {source}",
-        f"  fetch {fetch}, pg_restore {restore} ({jobs}), total {format_duration(report.total_s)}",
-        f"  {sum(c.passed for c in rows)} of {len(rows)} tables have the manifest's row counts",
-    ]
-    lines += [f"  MISMATCH {c.line()}" for c in report.mismatches]
-    for line in lines:
-        out.print(line, markup=False)
+    return record
 
 
 def _databases(config: Config, name: str | None, action: str) -> list[str]:

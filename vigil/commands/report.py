@@ -149,11 +149,12 @@ def _write_page(loaded: Any, folder: Path) -> Any:
 
 
 def _upload_page(loaded: Any, out_dir: Path, target: str) -> None:
-    from vigil import statuspage
+    from tasks.statuspage import upload as upload_page
+    from tasks.storage import StorageError
 
     try:
-        keys = statuspage.upload(out_dir, target, loaded)
-    except Exception as exc:  # boto3 raises many kinds; each is "could not upload"
+        keys = upload_page(out_dir, target, loaded)
+    except (StorageError, ValueError) as exc:
         fail(f"status page upload to {target} failed: {exc}", 1)
     out.print(f"uploaded {', '.join(keys)} to {target}", markup=False)
 

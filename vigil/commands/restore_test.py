@@ -64,7 +64,7 @@ def _check_usage(config: Config, database: str | None, backup: str | None) -> No
         known = ", ".join(d.name for d in config.databases)
         fail(f"no database named {database!r} under `databases:` (known: {known})", 2)
     if backup is not None:
-        from vigil.backup import parse_backup_id
+        from vigil.backup.identity import parse_backup_id
 
         try:
             owner, _ = parse_backup_id(backup)

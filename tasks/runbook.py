@@ -22,15 +22,16 @@ from typing import Any
 from vigil.config import AppCheck, Monitor, RunbookStep
 from vigil.durations import format_duration
 from vigil.paths import vigil_home
+from vigil.recovery import Finding
 from vigil.redact import redact
-from vigil.restore_test import Finding
 
 STOP_GRACE_S = 5.0
 OUTPUT_TAIL = 6
 
 
 def probe(monitors: Sequence[Monitor]) -> list[Finding]:
-    """Probe and judge each monitor with the sweep's engine: one finding each."""
+    """Probe and judge each monitor with the sweep's engine: one finding each (imported
+    here: only a drill with fallbacks or an app check pays for the HTTP client)."""
     from tasks.http import probe_batch
     from vigil.sweep import evaluate
 

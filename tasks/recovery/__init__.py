@@ -1,0 +1,170 @@
+"""The one recovery engine, shared by `vigil restore` (the real recovery), the weekly
+restore test and the DR drill:
+
+- `fetch`: the manifest, then the archive, its checksum proven before anything touches it;
+- `restore`: pg_restore in its own process group, with a hard time limit, killed and
+  cleaned up on SIGTERM;
+- `inspect`: the restored copy's facts, judged by `vigil.recovery` (one comparison, one
+  finding type) with the configured SQL checks;
+- `scratch`: the scratch and rehearsal servers (their locks, databases and leftovers).
+
+`recover` composes them for `vigil restore`; the restore test and the drill run the same
+steps as their own Prefect tasks.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tasks.pg import USER_SCHEMAS, connect
+from tasks.recovery.fetch import Fetched, RecoveryError, RestoreRefused, fetch, load_manifest
+from tasks.recovery.inspect import inspect
+from tasks.recovery.restore import restore
+from tasks.storage import Storage
+from vigil.backup.identity import describe_url
+from vigil.config import SqlCheck
+from vigil.recovery import RecoveryReport
+
+__all__ = [
+    "Fetched",
+    "RecoveryError",
+    "RestoreRefused",
+    "Stopped",
+    "check_target",
+    "fetch",
+    "inspect",
+    "load_manifest",
+    "recover",
+    "restore",
+    "stops_as_exceptions",
+]
+
+
+class Stopped(BaseException):
+    """A SIGTERM (or SIGHUP) arrived: raised where the program was, so every `finally`
+    runs (pg_restore's group is killed, temporary files go) before the process ends."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(number).name}")
+        self.signal = number
+
+
+@contextmanager
+def stops_as_exceptions() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise `Stopped` (Python's default would end the
+    process at once, leaving pg_restore running). Only the main thread can do this; Prefect
+    does the same for its flow runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        raise Stopped(number)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def check_target(target_url: str, *, clean: bool, jobs: int) -> int:
+    """Refuse a target holding objects (unless `clean`); return how many jobs it can take."""
+    with connect(target_url, what="the target") as connection:
+        found = [
+            str(row[0])
+            for row in connection.execute(
+                "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n "
+                f"ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+                f"AND {USER_SCHEMAS} ORDER BY 1 LIMIT 6"
+            )
+        ]
+        free = connection.execute(
+            "SELECT current_setting('max_connections')::int "
+            "- current_setting('superuser_reserved_connections')::int "
+            "- (SELECT count(*) FROM pg_stat_activity)"
+        ).fetchone()
+    if found and not clean:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise RestoreRefused(
+            f"the target {describe_url(target_url)} is not empty ({shown}); restore into an "
+            "empty database, or pass --clean to drop and recreate the archive's objects there",
+            usage=True,
+        )
+    return max(1, min(jobs, int(free[0]) if free else 1))
+
+
+def recover(
+    storage: Storage,
+    backup: str,
+    target_url: str,
+    *,
+    timeout: float,
+    jobs: int = 2,
+    clean: bool = False,
+    owners: bool = True,
+    expected_sha256: str | None = None,
+    in_catalog: bool = True,
+    amcheck: bool = True,
+    checks: Sequence[SqlCheck] = (),
+    workdir: Path | None = None,
+) -> RecoveryReport:
+    """Fetch (checksum first), pg_restore into the target, and judge the copy with the
+    restore test's comparison; RestoreRefused when going ahead could harm or mislead."""
+    started = time.monotonic()
+    allowed = check_target(target_url, clean=clean, jobs=jobs)
+    with tempfile.TemporaryDirectory(prefix="vigil-restore-", dir=workdir) as folder:
+        fetched = fetch(storage, backup, Path(folder), expected_sha256=expected_sha256)
+        report = _report(fetched, backup, target_url, allowed, in_catalog)
+        left = timeout - (time.monotonic() - started)
+        report.restore_s = restore(
+            fetched.archive,
+            target_url,
+            jobs=allowed,
+            timeout=left,
+            limit="the hard time limit (restore_test.hard_timeout)",
+            clean=clean,
+            owners=owners,
+        )
+    checked = time.monotonic()
+    left = max(timeout - (checked - started), 1.0)
+    compared = inspect(
+        target_url,
+        fetched.manifest,
+        timeout=left,
+        jobs=allowed,
+        amcheck=amcheck,
+        checks=checks,
+        database=fetched.manifest["database"],
+    )
+    report.findings, report.recovery_point = compared.findings, compared.recovery_point
+    report.check_s = time.monotonic() - checked
+    report.total_s = time.monotonic() - started
+    return report
+
+
+def _report(
+    fetched: Fetched, backup: str, target_url: str, jobs: int, in_catalog: bool
+) -> RecoveryReport:
+    manifest: dict[str, Any] = fetched.manifest
+    dump = manifest["dump"]
+    return RecoveryReport(
+        backup_id=backup,
+        database=manifest["database"],
+        target=describe_url(target_url),
+        created_at=manifest["created_at"],
+        size_bytes=int(dump["size_bytes"]),
+        sha256=dump["sha256"],
+        jobs=jobs,
+        in_catalog=in_catalog,
+        fetch_s=fetched.seconds,
+    )

@@ -1,0 +1,91 @@
+"""The manifest: a JSON document written next to the dump, last (a dump without its
+manifest is incomplete by definition). It holds what a restore must bring back, as of the
+dump's own snapshot, and where the backup's objects are with their sizes and checksums."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from vigil import __version__
+from vigil.backup.facts import SnapshotFacts, TableFacts
+from vigil.backup.identity import BackupError
+
+MANIFEST_FORMAT = "vigil-backup-manifest"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One object as written: where, how big, and its SHA-256."""
+
+    key: str
+    location: str
+    size_bytes: int
+    sha256: str
+
+
+def build_manifest(
+    *,
+    backup: str,
+    database: str,
+    facts: SnapshotFacts,
+    dump: StoredFile,
+    compression: int,
+    pg_dump_version: str,
+    config_archive: StoredFile | None,
+    config_files: Sequence[str],
+    unreadable: Sequence[str],
+    started_at: datetime,
+    dump_seconds: float,
+) -> dict[str, Any]:
+    """Everything a restore needs to check itself against, as JSON-ready data."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "backup_id": backup,
+        "database": database,
+        "created_at": started_at.isoformat(),
+        "completed_at": datetime.now(UTC).isoformat(),
+        "vigil_version": __version__,
+        "pg_dump_version": pg_dump_version,
+        "server_version": facts.server_version,
+        "server_version_num": facts.server_version_num,
+        "database_size": facts.database_size,
+        "snapshot": {"id": facts.snapshot_id, "taken_at": facts.taken_at.isoformat()},
+        "tables": [asdict(t) for t in facts.tables],
+        "total_rows": facts.total_rows,
+        "indexes": list(facts.indexes),
+        "constraints": list(facts.constraints),
+        "schema_fingerprint": facts.fingerprint,
+        "dump": {"format": "custom", "compression": compression, **asdict(dump)},
+        "config_archive": (
+            {**asdict(config_archive), "files": list(config_files), "unreadable": list(unreadable)}
+            if config_archive
+            else None
+        ),
+        "timings": {"dump_s": round(dump_seconds, 3)},
+    }
+
+
+def check_manifest(document: Any, backup: str) -> dict[str, Any]:
+    """The manifest of `backup`, or BackupError saying why it cannot be trusted."""
+    if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT:
+        raise BackupError(f"{backup}: the manifest is not a vigil backup manifest")
+    if document.get("version") != MANIFEST_VERSION:
+        raise BackupError(
+            f"{backup}: manifest version {document.get('version')!r} is not one this vigil "
+            f"({__version__}) reads; use the vigil version that wrote it"
+        )
+    if document.get("backup_id") != backup:
+        raise BackupError(f"{backup}: the manifest describes {document.get('backup_id')!r}")
+    return document
+
+
+def manifest_rows(manifest: dict[str, Any]) -> dict[str, TableFacts]:
+    return {
+        t["name"]: TableFacts(t["name"], int(t["rows"]), bool(t["exact"]))
+        for t in manifest["tables"]
+    }

@@ -1,0 +1,238 @@
+"""What a stored backup must prove before anyone may rely on it: it is there whole (size and
+checksum as written), its archive is readable and holds every table of the snapshot with
+the critical ones' data, it is not suspiciously small, and it is fresh. Each check keeps
+what was expected next to what was seen, for the record and the alert."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from vigil.backup.facts import TableFacts
+from vigil.backup.manifest import manifest_rows
+from vigil.config import Database
+from vigil.durations import format_duration, format_size
+
+
+@dataclass(frozen=True)
+class VerificationCheck:
+    """One verified property, kept with what was expected and what was seen."""
+
+    name: str
+    passed: bool
+    expected: str
+    observed: str
+
+    def line(self) -> str:
+        mark = "ok" if self.passed else "FAILED"
+        return f"{self.name}: {mark} (expected {self.expected}, observed {self.observed})"
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """What reading the stored backup back showed; `error` when it could not be read."""
+
+    exists: bool
+    size_bytes: int | None = None
+    sha256: str | None = None
+    toc: str | None = None
+    toc_error: str | None = None
+    manifest_size: int | None = None
+    config_archive_size: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Verification:
+    backup_id: str
+    verified_at: datetime
+    created_at: datetime
+    size_bytes: int | None
+    checks: tuple[VerificationCheck, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def status(self) -> str:
+        return "passed" if self.passed else "failed"
+
+    @property
+    def failures(self) -> list[VerificationCheck]:
+        return [c for c in self.checks if not c.passed]
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"{len(self.checks)} checks passed"
+        return "; ".join(c.line() for c in self.failures)
+
+
+def verify(
+    manifest: dict[str, Any],
+    observed: ReadBack,
+    database: Database,
+    *,
+    previous_size: int | None,
+    max_age: timedelta,
+    now: datetime,
+) -> Verification:
+    """Judge a stored backup against its manifest and the database's promises."""
+    dump = manifest["dump"]
+    created = datetime.fromisoformat(manifest["created_at"])
+    rows = manifest_rows(manifest)
+    found = "found" if observed.exists else "missing"
+    checks = [
+        VerificationCheck("exists", observed.exists, dump["location"], observed.error or found),
+        VerificationCheck(
+            "manifest",
+            bool(observed.manifest_size),
+            "stored next to the dump",
+            _seen(observed.manifest_size),
+        ),
+        *_config_archive(manifest.get("config_archive"), observed.config_archive_size),
+        _equal("size", dump["size_bytes"], observed.size_bytes),
+        _equal("checksum", dump["sha256"], observed.sha256),
+        _min_size(observed.size_bytes, database.min_backup_size),
+        _no_shrink(observed.size_bytes, previous_size),
+        *_contents(observed, database, rows),
+        *_min_rows(database, rows),
+        _fresh(now - created, max_age),
+    ]
+    return Verification(manifest["backup_id"], now, created, observed.size_bytes, tuple(checks))
+
+
+def _seen(size: int | None) -> str:
+    return "missing" if size is None else f"{size} bytes"
+
+
+def _config_archive(archive: dict[str, Any] | None, size: int | None) -> list[VerificationCheck]:
+    """The config files went along, all of them, and their archive is stored whole."""
+    if archive is None:
+        return []
+    unreadable = archive.get("unreadable") or []
+    return [
+        _equal("config_archive", archive["size_bytes"], size),
+        VerificationCheck(
+            "config_files",
+            not unreadable,
+            f"all {len(archive['files'])} config files archived",
+            "; ".join(unreadable) or "all archived",
+        ),
+    ]
+
+
+def _equal(name: str, expected: Any, observed: Any) -> VerificationCheck:
+    return VerificationCheck(
+        name,
+        expected == observed,
+        str(expected),
+        "unreadable" if observed is None else str(observed),
+    )
+
+
+def _min_size(size: int | None, floor: int) -> VerificationCheck:
+    observed = format_size(size) if size is not None else "unreadable"
+    return VerificationCheck(
+        "min_backup_size", size is not None and size >= floor, f">= {format_size(floor)}", observed
+    )
+
+
+def _no_shrink(size: int | None, previous: int | None) -> VerificationCheck:
+    """A backup under half the previous one usually means lost data, not good compression."""
+    if previous is None:
+        return VerificationCheck(
+            "no_sudden_shrink", True, "no previous backup to compare", "first backup"
+        )
+    observed = format_size(size) if size is not None else "unreadable"
+    floor = previous / 2
+    return VerificationCheck(
+        "no_sudden_shrink",
+        size is not None and size >= floor,
+        f">= {format_size(int(floor))} (half the previous {format_size(previous)})",
+        observed,
+    )
+
+
+def _contents(
+    observed: ReadBack, database: Database, rows: dict[str, TableFacts]
+) -> list[VerificationCheck]:
+    """Every table of the snapshot, and each critical table with its data, in the archive."""
+    if observed.toc is None:
+        reason = observed.toc_error or "the archive could not be read"
+        return [VerificationCheck("archive_readable", False, "pg_restore --list succeeds", reason)]
+    listed = archive_tables(observed.toc)
+    checks = [VerificationCheck("archive_readable", True, "pg_restore --list succeeds", "ok")]
+    missing = sorted(set(rows) - listed["TABLE"])
+    checks.append(
+        VerificationCheck(
+            "tables_in_archive",
+            not missing,
+            f"all {len(rows)} tables of the snapshot",
+            f"missing {', '.join(missing)}" if missing else f"{len(rows)} tables",
+        )
+    )
+    for wanted in database.critical_tables:
+        name = resolve_table(wanted, listed["TABLE DATA"])
+        checks.append(
+            VerificationCheck(
+                f"critical_table {wanted}",
+                name is not None,
+                "table and its data in the archive",
+                f"{name} present" if name else "absent",
+            )
+        )
+    return checks
+
+
+def _min_rows(database: Database, rows: dict[str, TableFacts]) -> list[VerificationCheck]:
+    checks = []
+    for wanted, floor in sorted(database.min_rows.items()):
+        name = resolve_table(wanted, set(rows))
+        facts = rows.get(name) if name else None
+        if facts is None:
+            observed = "table not found"
+        else:
+            observed = f"{facts.rows}" if facts.exact else f"~{facts.rows} (planner estimate)"
+        passed = facts is not None and facts.rows >= floor
+        checks.append(VerificationCheck(f"min_rows {wanted}", passed, f">= {floor} rows", observed))
+    return checks
+
+
+def _fresh(age: timedelta, max_age: timedelta) -> VerificationCheck:
+    return VerificationCheck(
+        "max_age",
+        age <= max_age,
+        f"<= {format_duration(max_age)}",
+        format_duration(max(age, timedelta())),
+    )
+
+
+def archive_tables(toc: str) -> dict[str, set[str]]:
+    """Schema-qualified names of the TABLE and TABLE DATA entries of a `pg_restore --list`."""
+    found: dict[str, set[str]] = {"TABLE": set(), "TABLE DATA": set()}
+    for line in toc.splitlines():
+        if line.startswith(";"):
+            continue
+        for kind in ("TABLE DATA", "TABLE"):
+            marker = f" {kind} "
+            if marker in line:
+                # "<id>; <oid> <oid> TABLE DATA <schema> <name> <owner>"
+                parts = line.split(marker, 1)[1].rsplit(" ", 1)[0].split(" ", 1)
+                if len(parts) == 2:
+                    found[kind].add(f"{parts[0]}.{parts[1]}")
+                break
+    return found
+
+
+def resolve_table(wanted: str, names: Iterable[str]) -> str | None:
+    """`schema.table` as is; a bare name is `public.<name>`, else the one schema having it."""
+    names = set(names)
+    if "." in wanted:
+        return wanted if wanted in names else None
+    if f"public.{wanted}" in names:
+        return f"public.{wanted}"
+    matches = [n for n in names if n.split(".", 1)[1] == wanted]
+    return matches[0] if len(matches) == 1 else None
