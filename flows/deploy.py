@@ -26,6 +26,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.deploy import http_checks, measure, roll_back
 from tasks.notify import notify
+from vigil.alert import Alert
 from vigil.config import Config, DeployTarget, Rollback, load_config
 from vigil.deploy import (
     Limits,
@@ -44,7 +45,6 @@ from vigil.deploy import (
 )
 from vigil.durations import format_duration
 from vigil.locks import Locked, held
-from vigil.notify import Alert
 from vigil.rollback import Plan, Request, plan_rollback
 from vigil.runtime import flow_run_id, flow_run_link, outcome
 from vigil.store import DeployVerification, Store, open_store

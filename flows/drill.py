@@ -27,10 +27,10 @@ from tasks.notify import notify
 from tasks.storage import Storage, open_storage
 from vigil import drill, runbook
 from vigil import restore_test as rt
+from vigil.alert import Alert
 from vigil.backup import describe_url
 from vigil.config import Config, RunbookStep, load_config, resolve_path
 from vigil.durations import format_duration
-from vigil.notify import Alert
 from vigil.runtime import as_is, flow_run_id, flow_run_link, outcome
 from vigil.store import Store, open_store
 

@@ -22,10 +22,10 @@ from prefect.cache_policies import NO_CACHE
 from tasks.notify import notify
 from tasks.storage import Storage, open_storage
 from vigil import restore_test as rt
+from vigil.alert import Alert
 from vigil.backup import BackupError, CatalogEntry, parse_backup_id
 from vigil.config import Config, Database, Severity, load_config
 from vigil.durations import format_duration
-from vigil.notify import Alert
 from vigil.redact import redact
 from vigil.runtime import flow_run_id, outcome
 from vigil.store import Store, open_store

@@ -24,7 +24,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError
 
-from tasks.http import certificate_left, probe_http, resolve_address
+from tasks.probes import certificate_left, probe_http, resolve_address
 from vigil.conditions import Condition, Observation, evaluate_all, parse_condition
 from vigil.config import DeployTarget, Monitor, ProcessCheck, Rollback
 from vigil.deploy import CheckOutcome, Measurement, classify_http, classify_process

@@ -28,9 +28,9 @@ from psycopg import sql
 from sqlalchemy import select, update
 
 from vigil import __version__
+from vigil.alert import Alert
 from vigil.config import Database, Retention
 from vigil.durations import format_duration, format_size
-from vigil.notify import Alert
 from vigil.redact import redact
 from vigil.store import Backup, BackupDeletion, BackupVerification, Store
 

@@ -55,11 +55,11 @@ from typing import Any, Literal
 
 from sqlalchemy import or_, select
 
+from vigil.alert import Alert
 from vigil.conditions import ConditionResult, Observation, body_status
 from vigil.config import DeployTarget, Severity
 from vigil.durations import format_duration
 from vigil.monitoring import verdict as monitor_verdict
-from vigil.notify import Alert
 from vigil.rollback import Plan, Result
 from vigil.store import DeployMeasurement, DeployVerification, Store
 from vigil.store.models import utcnow
