@@ -109,7 +109,7 @@ def run_httpx(n: int, url_base: str, *, over_aiohttp: bool = False) -> float:
 def run_vigil(n: int, url_base: str) -> float:
     """vigil's side of the comparison: for now probe_all plus condition evaluation (the
     hook to point at the whole uptime-sweep flow)."""
-    from tasks.http import probe_all
+    from tasks.probes import probe_all
     from vigil.conditions import conditions_for, evaluate_all
     from vigil.config import Monitor
 

@@ -35,7 +35,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 DEPLOYMENT = "uptime-sweep/uptime-sweep-bench"
 SERVE = """
 from prefect import serve
-from flows.sweep import shard_deployment, uptime_sweep
+from flows.sweep import uptime_sweep
+from flows.sweep_shards import shard_deployment
 
 serve(
     uptime_sweep.to_deployment(name="uptime-sweep-bench"),
@@ -126,7 +127,7 @@ def _wait_until_served(runner: subprocess.Popen[bytes]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    from flows.sweep import SHARD_DEPLOYMENT
+    from flows.sweep_shards import SHARD_DEPLOYMENT
 
     deadline = time.monotonic() + 120
     with get_client(sync_client=True) as client:

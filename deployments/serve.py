@@ -40,7 +40,8 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
     from flows.drill import dr_drill
     from flows.report import weekly_report
     from flows.restore_test import weekly_restore_test
-    from flows.sweep import shard_deployment, uptime_sweep
+    from flows.sweep import uptime_sweep
+    from flows.sweep_shards import shard_deployment
 
     def scheduled(flow: Any, name: str, description: str, **when: Any) -> Any:
         """A duty run on its schedule, one run at a time, reading the config at `config_path`;

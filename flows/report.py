@@ -15,9 +15,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from vigil.alerts import send_alert
-from vigil.config import Config, Severity, load_config
-from vigil.notify import Alert, Delivery
+from tasks.notify import Delivery, send_alert
+from vigil.alert import Alert, Severity
+from vigil.config import Config, load_config
 from vigil.report import Report, build_report
 from vigil.report_render import budget_text, headline, minutes, pct, to_html, to_markdown
 from vigil.runtime import outcome

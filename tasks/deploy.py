@@ -1,7 +1,7 @@
 """The deploy target as seen from outside: one measurement of every check, as a thin Prefect
 task without retries (a retried measurement would hide the very errors the verdict counts).
 
-HTTP checks are probes of the sweep's own engine (`tasks.http`), so a deploy check and an
+HTTP checks are probes of the sweep's own engine (`tasks.probes`), so a deploy check and an
 uptime monitor fail the same way and say so in the same words: aiohttp, each request bounded
 as a whole by its timeout, the body capped, `[CERTIFICATE_EXPIRATION]` and `[IP]` filled
 only when a condition reads them, and no answer becomes the observation's error. The health
@@ -21,7 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError
 
-from tasks.http import probe_each
+from tasks.probes import probe_all
 from tasks.shell import run_command
 from vigil import __version__
 from vigil.conditions import Condition, evaluate_all, parse_condition
@@ -85,7 +85,11 @@ def check_process(process: ProcessCheck) -> CheckReading:
 
 
 async def _measure(checks: list[HttpCheck], process: ProcessCheck | None) -> list[CheckReading]:
-    probes = probe_each([c.monitor for c in checks], [c.read_body for c in checks])
+    probes = probe_all(
+        [c.monitor for c in checks],
+        concurrency=max(len(checks), 1),
+        read_bodies={c.monitor.name for c in checks if c.read_body},
+    )
     if process is None:
         observations = await probes
         readings = []

@@ -32,8 +32,8 @@ OUTPUT_TAIL = 6
 def probe(monitors: Sequence[Monitor]) -> list[Finding]:
     """Probe and judge each monitor with the sweep's engine: one finding each (imported
     here: only a drill with fallbacks or an app check pays for the HTTP client)."""
-    from tasks.http import probe_batch
-    from vigil.sweep import evaluate
+    from tasks.probes import probe_batch
+    from vigil.sweep.checks import evaluate
 
     checks = evaluate(list(monitors), probe_batch(monitors, concurrency=max(len(monitors), 1)))
     findings = []

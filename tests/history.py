@@ -1,9 +1,9 @@
 """Months of generated history with outages, maintenance and degraded spells of known length.
 
-`simulate` runs the sweep's own decisions (`vigil.sweep.decide`, `check_rows`,
+`simulate` runs the sweep's own decisions (`vigil.sweep.decision.decide`, `check_rows`,
 `rollup_rows`) once per sweep time, with verdicts taken from a list of `Episode`s, so the
 store ends up holding exactly what the real sweep would have written; `write` stores it
-and opens/closes incidents with the sweep flow's own code.
+and opens/closes incidents with the sweep's own records code.
 
 `Scenario(end)` is the history the report, status page, metrics and status tests share,
 laid out backwards from `end`: `STANDARD` ends at a fixed instant (the exact-number tests
@@ -30,9 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from flows.sweep import _record_incidents
 from tests.fixtures.postgres import libpq_url, with_database
-from vigil import sweep as logic
 from vigil.conditions import ConditionResult, Observation
 from vigil.config import Config, Monitor, parse_config
 from vigil.monitoring import MonitorState
@@ -45,6 +43,9 @@ from vigil.store import (
     Store,
     open_store,
 )
+from vigil.sweep.checks import MonitorCheck
+from vigil.sweep.decision import SweepDecision, decide, state_changes
+from vigil.sweep.records import check_rows, record_incidents, rollup_rows
 
 EVERY = timedelta(minutes=10)
 MIN = timedelta(minutes=1)
@@ -77,7 +78,7 @@ class Records:
     checks: list[dict[str, Any]] = field(default_factory=list)
     rollups: list[dict[str, Any]] = field(default_factory=list)
     states: dict[str, MonitorState] = field(default_factory=dict)
-    changes: list[logic.Decision] = field(default_factory=list)
+    changes: list[SweepDecision] = field(default_factory=list)
 
 
 def simulate(
@@ -94,11 +95,11 @@ def simulate(
     while at <= end:
         monitors = [m for m in config.monitors if (joined or {}).get(m.name, start) <= at]
         checks = [_check(m, _verdict(episodes, m.name, at), sweep) for m in monitors]
-        decision = logic.decide(config, checks, records.states, at)
-        records.checks += logic.check_rows(decision, run_id(sweep))
-        records.rollups += logic.rollup_rows(decision)
+        decision = decide(config, checks, records.states, at)
+        records.checks += check_rows(decision, run_id(sweep))
+        records.rollups += rollup_rows(decision)
         records.states = decision.after
-        if logic.state_changes(decision):
+        if state_changes(decision):
             records.changes.append(decision)
         at, sweep = at + EVERY, sweep + 1
     return records
@@ -113,7 +114,7 @@ def write(store: Store, records: Records) -> None:
     store.add_rollups(records.rollups)
     store.save_monitor_states(records.states)
     for decision in records.changes:
-        _record_incidents(store, decision)
+        record_incidents(store, decision)
 
 
 def _verdict(episodes: list[Episode], name: str, at: datetime) -> str:
@@ -123,16 +124,16 @@ def _verdict(episodes: list[Episode], name: str, at: datetime) -> str:
     return "ok"
 
 
-def _check(monitor: Monitor, verdict: str, sweep: int) -> logic.Check:
+def _check(monitor: Monitor, verdict: str, sweep: int) -> MonitorCheck:
     """A probe result for the verdict: a refused connection has no latency; every tenth
     answered sweep is slow, so p50 is FAST_MS and p95/p99 are SLOW_MS."""
     latency = (SLOW_MS if sweep % 10 == 0 else FAST_MS) / 1000
     if verdict == "failed":
-        return logic.Check(monitor, Observation(error=REFUSED), [FAILED_503], "failed")
+        return MonitorCheck(monitor, Observation(error=REFUSED), [FAILED_503], "failed")
     if verdict == "degraded":
         obs = Observation(status=200, body=b'{"status": "degraded"}', response_time=latency)
-        return logic.Check(monitor, obs, [BODY_DEGRADED], "degraded")
-    return logic.Check(monitor, Observation(status=200, response_time=latency), [], "ok")
+        return MonitorCheck(monitor, obs, [BODY_DEGRADED], "degraded")
+    return MonitorCheck(monitor, Observation(status=200, response_time=latency), [], "ok")
 
 
 # --- the shared scenario --------------------------------------------------------------------

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vigil.alert import Alert
 from vigil.config import Monitor
 from vigil.monitoring import MonitorState, Transition, advance, mark_alerted, plan_alerts
-from vigil.notify import Alert
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

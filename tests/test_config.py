@@ -73,6 +73,35 @@ backup:
     assert len(errors) == 5
 
 
+def test_every_cron_in_the_config_is_checked_the_same_way() -> None:
+    """One validator (vigil.cron) for the four schedules and recurring maintenance windows:
+    each bad expression is named with its key path; random/hashed fields are refused."""
+    errors = errors_of(
+        """
+backup: {schedule: "every night"}
+restore_test: {schedule: "0 4 * *"}
+drill: {schedule: "H 3 * * 0"}
+report: {schedule: "61 8 * * 1"}
+maintenance:
+  - {cron: "0 25 * * *", duration: 1h}
+monitors:
+  - name: api
+    url: http://127.0.0.1/
+    maintenance: [{cron: "nope", duration: 1h}]
+"""
+    )
+    assert sorted(errors) == [
+        "backup.schedule: 'every night' is not a cron expression (e.g. '0 2 * * *')",
+        "drill.schedule: 'H 3 * * 0' is not a cron expression (e.g. '0 2 * * *')",
+        "maintenance[0].cron: '0 25 * * *' is not a cron expression (e.g. '0 2 * * *')",
+        "monitors[0].maintenance[0].cron: 'nope' is not a cron expression (e.g. '0 2 * * *')",
+        "report.schedule: '61 8 * * 1' is not a cron expression (e.g. '0 2 * * *')",
+        "restore_test.schedule: '0 4 * *' is not a cron expression (e.g. '0 2 * * *')",
+    ]
+    good = parse_config('backup: {schedule: "30 1 * * MON-FRI"}\ndrill: {schedule: "0 3 1-7 * 0"}')
+    assert (good.backup.schedule, good.drill.schedule) == ("30 1 * * MON-FRI", "0 3 1-7 * 0")
+
+
 def test_bad_condition_names_monitor_and_condition() -> None:
     errors = errors_of(
         """

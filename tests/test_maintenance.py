@@ -108,6 +108,24 @@ def test_duration_is_elapsed_time_across_a_dst_change() -> None:
     assert not window_active(w, utc(2024, 3, 31, 3, 0))
 
 
+def test_day_of_month_and_weekday_are_both_required_as_in_the_schedules() -> None:
+    """vigil reads every cron one way (vigil.cron): `1-7 * 0` is the first Sunday of the
+    month, as for the drill's schedule, not "days 1-7 or any Sunday"."""
+    w = window(cron="0 3 1-7 * 0", duration="1h")
+    assert window_active(w, utc(2024, 6, 2, 3, 30))  # Sunday 2 June
+    assert not window_active(w, utc(2024, 6, 9, 3, 30))  # the second Sunday
+    assert not window_active(w, utc(2024, 6, 3, 3, 30))  # Monday 3 June
+    starts = [
+        o.start
+        for o in upcoming(
+            config(shared=[{"cron": "0 3 1-7 * 0", "duration": "1h"}]),
+            utc(2024, 5, 20),
+            timedelta(days=70),
+        )
+    ]
+    assert starts == [utc(2024, 6, 2, 3), utc(2024, 7, 7, 3)]
+
+
 # which monitors a window covers ------------------------------------------------------------
 
 

@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 import vigil
+from tasks.notify import Delivery, RetryPolicy, dispatch, send
+from tasks.notify.slack import build_blocks
+from tasks.notify.transports import http_failure, parse_retry_after
 from tests.fixtures.receivers import HttpReceiver, Reply, SmtpReceiver, TlsCert
+from vigil.alert import Alert
 from vigil.config import Config, EmailChannel, SlackChannel, parse_config
-from vigil.notify import Alert, Delivery, RetryPolicy, dispatch, send
-from vigil.notify.slack import build_blocks
-from vigil.notify.transports import http_failure, parse_retry_after
 
 FAST = RetryPolicy(base=0.01, max_wait=0.05, jitter=0)
 RUN_URL = "https://prefect.example/runs/123"

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from tasks.http import probe_batch
+from tasks.probes import probe_batch
 from vigil.config import Monitor
 
 

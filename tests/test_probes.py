@@ -18,7 +18,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from benchmarks.targets import running_target
-from tasks.http import probe_batch, probe_http
+from tasks.probes import probe_batch, probe_http
 from vigil.conditions import Observation, conditions_for, evaluate_all
 from vigil.config import Monitor
 
@@ -386,7 +386,7 @@ def test_a_health_document_saying_degraded_is_read_without_a_body_condition(
 ) -> None:
     """The default conditions (2xx) pass, yet the monitor is DEGRADED: a small JSON answer
     is read for its `status` word; a large or non-JSON one is left unread."""
-    from vigil.sweep import evaluate
+    from vigil.sweep.checks import evaluate
 
     httpserver.expect_request("/health").respond_with_json({"status": "degraded"})
     httpserver.expect_request("/page").respond_with_data('{"status": "degraded"}')

@@ -6,7 +6,7 @@ import time
 
 from sqlalchemy.engine import make_url
 
-from tasks.http import probe_batch
+from tasks.probes import probe_batch
 from vigil.config import Monitor
 
 SECRET = "pa55w0rd-secret"

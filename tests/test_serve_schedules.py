@@ -35,16 +35,18 @@ def test_removed_duties_are_not_scheduled() -> None:
 
 
 def test_first_sunday_of_the_month_really_means_that() -> None:
-    """Cron ORs day-of-month and day-of-week; vigil's schedules AND them (day_or=False)."""
-    from prefect._vendor.croniter import croniter
+    """Cron ORs day-of-month and day-of-week; vigil's schedules AND them (day_or=False),
+    as vigil.cron reads every cron (maintenance windows too)."""
+    from itertools import islice
+
+    from vigil.cron import DAY_OR, fires_after
 
     config = parse_config("databases: [{name: main, url: 'postgresql://127.0.0.1/x'}]")
     deployments = {d.name: d for d in build_deployments(config, "/x.yaml")}
     schedule = deployments["dr-drill"].schedules[0].schedule
-    assert (schedule.cron, schedule.day_or, schedule.timezone) == ("0 3 1-7 * 0", False, "UTC")
+    assert (schedule.cron, schedule.day_or, schedule.timezone) == ("0 3 1-7 * 0", DAY_OR, "UTC")
     start = datetime(2026, 11, 24, tzinfo=UTC)
-    dates = croniter(schedule.cron, start, day_or=schedule.day_or)
-    upcoming = [dates.get_next(datetime) for _ in range(12)]
+    upcoming = list(islice(fires_after(schedule.cron, start), 12))
     assert all(d.weekday() == 6 and d.day <= 7 for d in upcoming)
     assert [d.month for d in upcoming] == [12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     assert upcoming[0] == datetime(2026, 12, 6, 3, tzinfo=UTC)

@@ -19,19 +19,22 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import select
 
-from flows.sweep import SHARD_DEPLOYMENT, uptime_sweep
+from flows.sweep import uptime_sweep
+from flows.sweep_shards import SHARD_DEPLOYMENT
 from tests.helpers import run, write_config
-from vigil import sweep as logic
 from vigil.conditions import ConditionResult, Observation
 from vigil.config import Monitor
 from vigil.store import CheckResult, MonitorState, ShardHandoff, Store, open_store
+from vigil.sweep.checks import MonitorCheck
+from vigil.sweep.handoff import hand_over, handoff, merge_handoffs, take_handoffs
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_DEPLOYMENT = "uptime-sweep/uptime-sweep-sharded"
 SERVE = """
 import sys
 from prefect import serve
-from flows.sweep import shard_deployment, uptime_sweep
+from flows.sweep import uptime_sweep
+from flows.sweep_shards import shard_deployment
 
 serve(
     uptime_sweep.to_deployment(name="uptime-sweep-sharded"),
@@ -52,7 +55,7 @@ def monitor(name: str) -> Monitor:
 
 def test_a_handed_over_check_is_the_check_the_shard_made() -> None:
     checks = [
-        logic.Check(
+        MonitorCheck(
             monitor("api"),
             Observation(
                 status=503,
@@ -69,10 +72,10 @@ def test_a_handed_over_check_is_the_check_the_shard_made() -> None:
             "failed",
             retried=True,
         ),
-        logic.Check(monitor("db"), Observation(error="connection refused"), [], "failed"),
+        MonitorCheck(monitor("db"), Observation(error="connection refused"), [], "failed"),
     ]
     monitors = [monitor("web"), monitor("db"), monitor("api")]
-    merged, missing = logic.merge_handoffs(monitors, [logic.handoff(checks)])
+    merged, missing = merge_handoffs(monitors, [handoff(checks)])
     assert [c.monitor.name for c in merged] == ["db", "api"], "config order"
     assert [m.name for m in missing] == ["web"]
     db, api = merged
@@ -85,13 +88,13 @@ def test_a_handed_over_check_is_the_check_the_shard_made() -> None:
 
 def test_the_parent_takes_its_shards_checks_once(store: Store) -> None:
     now = datetime.now(UTC)
-    check = logic.Check(monitor("api"), Observation(status=200, connected=True), [], "ok")
-    logic.hand_over(store, "sweep-1", 0, 2, [check], now)
-    logic.hand_over(store, "sweep-2", 1, 2, [check], now)
-    logic.hand_over(store, "abandoned", 0, 2, [check], now - timedelta(days=2))
-    taken = logic.take_handoffs(store, "sweep-1", now)
+    check = MonitorCheck(monitor("api"), Observation(status=200, connected=True), [], "ok")
+    hand_over(store, "sweep-1", 0, 2, [check], now)
+    hand_over(store, "sweep-2", 1, 2, [check], now)
+    hand_over(store, "abandoned", 0, 2, [check], now - timedelta(days=2))
+    taken = take_handoffs(store, "sweep-1", now)
     assert list(taken) == [0] and taken[0]["api"]["status"] == 200
-    assert logic.take_handoffs(store, "sweep-1", now) == {}
+    assert take_handoffs(store, "sweep-1", now) == {}
     with store.session() as session:
         left = session.scalars(select(ShardHandoff.sweep_id)).all()
     assert left == ["sweep-2"], "taken and stale handoffs are removed"

@@ -69,8 +69,8 @@ def notify_test_command(
     json_output: JsonOption = False,
 ) -> None:
     """Send a test message to each channel (or one) and report what happened to each."""
-    from vigil.alerts import send_alert
-    from vigil.notify import Alert
+    from tasks.notify import send_alert
+    from vigil.alert import Alert
     from vigil.store import open_store
 
     loaded = config_for(config)

@@ -27,13 +27,13 @@ from pydantic import (
     model_validator,
 )
 
+from vigil.alert import Severity
+from vigil.cron import Cron
 from vigil.durations import Duration, Size
 from vigil.paths import default_backup_storage, default_store_url
 from vigil.redact import forget_secrets, is_credential_name, redact, register_secrets, secrets_in
 from vigil.yamlcache import load_yaml
 
-Severity = Literal["critical", "high", "medium", "low"]
-SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
 # libyaml's C loader parses a 10,000-monitor file ~10x faster than the pure-Python one.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -117,7 +117,7 @@ class MaintenanceWindow(Model):
 
     start: datetime | None = Field(default=None, alias="from")
     end: datetime | None = Field(default=None, alias="to")
-    cron: str | None = None
+    cron: Cron | None = None
     duration: Duration | None = None
     timezone: str = "UTC"
     reason: str = ""
@@ -131,10 +131,8 @@ class MaintenanceWindow(Model):
             raise ValueError("give either from/to or cron/duration")
         if one_off and (self.start is None or self.end is None or self.end <= self.start):
             raise ValueError("a one-off window needs from and a later to")
-        if recurring:
-            if not (self.cron and self.duration):
-                raise ValueError("a recurring window needs both cron and duration")
-            _check_cron(self.cron)
+        if recurring and not (self.cron and self.duration):
+            raise ValueError("a recurring window needs both cron and duration")
         _check_timezone(self.timezone)
         return self
 
@@ -270,7 +268,7 @@ class BackupConfig(Model):
     retention: Retention = Retention()
     config_files: list[str] = []
     compression: int = Field(default=1, ge=0, le=9)
-    schedule: str = "0 2 * * *"
+    schedule: Cron = "0 2 * * *"
     # How long a backup waits for another backup of the same database to finish.
     lock_timeout: Duration = timedelta(minutes=30)
 
@@ -290,11 +288,6 @@ class BackupConfig(Model):
             raise ValueError(f"storage {value!r} must name a bucket (s3://bucket/prefix)")
         return value
 
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        return _check_cron(value)
-
 
 class SqlCheck(Model):
     name: str
@@ -309,7 +302,7 @@ class RestoreTestConfig(Model):
     jobs: int = Field(default=2, ge=1)
     amcheck: bool = True
     checks: list[SqlCheck] = []
-    schedule: str = "0 4 * * 0"
+    schedule: Cron = "0 4 * * 0"
 
     @field_validator("scratch_url")
     @classmethod
@@ -317,11 +310,6 @@ class RestoreTestConfig(Model):
         if value is not None:
             _check_url(value, ("postgresql", "postgres"), "scratch_url")
         return value
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        return _check_cron(value)
 
 
 class AppCheck(Model):
@@ -344,7 +332,7 @@ class DrillConfig(Model):
     fallbacks: list[str] = []
     app_check: AppCheck | None = None
     steps: list[RunbookStep] = []
-    schedule: str = "0 3 1-7 * 0"
+    schedule: Cron = "0 3 1-7 * 0"
 
     @field_validator("target_url")
     @classmethod
@@ -352,11 +340,6 @@ class DrillConfig(Model):
         if value is not None:
             _check_url(value, ("postgresql", "postgres"), "target_url")
         return value
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        return _check_cron(value)
 
 
 # --- deploy targets ------------------------------------------------------------------------
@@ -448,15 +431,10 @@ class StatusPageConfig(Model):
 
 
 class ReportConfig(Model):
-    schedule: str = "0 8 * * 1"
+    schedule: Cron = "0 8 * * 1"
     days: int = Field(default=7, ge=1)
     severity: Severity = "low"
     channels: list[str] = []
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        return _check_cron(value)
 
 
 # --- the whole file ----------------------------------------------------------------------------
@@ -755,16 +733,6 @@ def _check_conditions(value: list[str]) -> list[str]:
     if problems:
         raise ValueError("bad condition " + "; ".join(problems))
     return value
-
-
-def _check_cron(value: str) -> str:
-    """Prefect's own validator: a schedule vigil accepts is one Prefect will run."""
-    from prefect._internal.schemas.validators import validate_cron_string
-
-    try:
-        return validate_cron_string(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a cron expression (e.g. '0 2 * * *')") from None
 
 
 def _check_timezone(value: str) -> str:

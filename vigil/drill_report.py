@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from vigil.alert import Alert
 from vigil.drill import FAILED, FINDINGS, MISSED, DrillResult
 from vigil.durations import format_duration
-from vigil.notify import Alert
 from vigil.runtime import flow_run_link
 
 DUTY = "dr-drill"

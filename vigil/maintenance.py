@@ -1,10 +1,11 @@
 """Maintenance windows: when a monitor's failures are expected and must not page anyone.
 
 A window is one-off (`from`/`to`) or recurring (`cron` + `duration`, the cron read in the
-window's `timezone`). Windows come from two places: a monitor's own `maintenance` list, and
-the top-level `maintenance` list, which covers every monitor unless its `monitors` names
-some. The sweep still checks monitors in maintenance and still tracks their state; only the
-alerts are held back (see `vigil.monitoring`).
+window's `timezone` the way vigil reads every cron: `vigil.cron`). Windows come from two
+places: a monitor's own `maintenance` list, and the top-level `maintenance` list, which
+covers every monitor unless its `monitors` names some. The sweep still checks monitors in
+maintenance and still tracks their state; only the alerts are held back (see
+`vigil.monitoring`).
 
 Times written without an offset are read in the window's timezone, because that is what
 an operator typing `from: 2024-05-01 02:00` with `timezone: Europe/Berlin` means. A
@@ -19,9 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from prefect._vendor.croniter import croniter
-
 from vigil.config import Config, MaintenanceWindow
+from vigil.cron import fires_after, last_fire
 
 __all__ = [
     "Occurrence",
@@ -110,11 +110,7 @@ def _latest_start(window: MaintenanceWindow, at: datetime) -> tuple[datetime, da
     if window.cron is None:
         start, end = _one_off(window)
         return (start, end) if start <= _utc(at) else None
-    tz = ZoneInfo(window.timezone)
-    # croniter's get_prev is strictly before its start: one second past `at` (truncated,
-    # so a fire at `at`'s whole second counts but one a fraction later does not).
-    after = _utc(at).astimezone(tz).replace(microsecond=0) + timedelta(seconds=1)
-    fired: datetime = croniter(window.cron, after).get_prev(datetime)
+    fired = last_fire(window.cron, _utc(at).astimezone(ZoneInfo(window.timezone)))
     return _span(window, fired)
 
 
@@ -132,8 +128,11 @@ def _recurring(
     current = _latest_start(window, now)
     if current is not None:
         yield current
-    fires = croniter(window.cron, _utc(now).astimezone(ZoneInfo(window.timezone)))
-    while (span := _span(window, fires.get_next(datetime)))[0] < until:
+    assert window.cron is not None
+    for fired in fires_after(window.cron, _utc(now).astimezone(ZoneInfo(window.timezone))):
+        span = _span(window, fired)
+        if span[0] >= until:
+            return
         yield span
 
 

@@ -36,10 +36,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from vigil.alert import SEVERITIES, Alert, Severity
 from vigil.conditions import ConditionResult, Observation, body_status
-from vigil.config import SEVERITIES, Monitor, Severity
+from vigil.config import Monitor
 from vigil.durations import format_duration
-from vigil.notify import Alert
 
 __all__ = [
     "DEGRADED",
@@ -47,8 +47,8 @@ __all__ = [
     "UNKNOWN",
     "UP",
     "MonitorState",
+    "MonitorVerdict",
     "Transition",
-    "Verdict",
     "advance",
     "mark_alerted",
     "plan_alerts",
@@ -65,11 +65,11 @@ _CONFIRMS = {DOWN: "failed", DEGRADED: "degraded"}
 _MAX_LINES = 50
 _DIGEST_NAMES = 10
 
-Verdict = Literal["ok", "degraded", "failed"]
+MonitorVerdict = Literal["ok", "degraded", "failed"]
 Kind = Literal["down", "recovered", "degraded", "reminder"]
 
 
-def verdict(results: list[ConditionResult], obs: Observation) -> Verdict:
+def verdict(results: list[ConditionResult], obs: Observation) -> MonitorVerdict:
     """One sweep's word on a monitor. A health endpoint saying {"status": "degraded"} makes
     the monitor DEGRADED, not DOWN, even when a `[BODY]` condition failed only for that."""
     failing = [r for r in results if not r.ok]

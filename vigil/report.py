@@ -49,10 +49,10 @@ from vigil.store import (
     DeployVerification,
     Drill,
     HourlyRollup,
-    Incident,
     RestoreTest,
     Store,
 )
+from vigil.sweep.records import incidents_overlapping
 
 KINDS = ("up", "degraded", "down", "maintenance")
 UNWATCHED = "unwatched"  # before a monitor's first check
@@ -293,22 +293,8 @@ def maintenance_spans(config: Config, names: list[str], period: Period) -> pd.Da
 
 
 def incidents(store: Store, names: list[str], period: Period) -> pd.DataFrame:
-    """Incidents of `names` that overlap the period (started before its end, not ended
-    before its start)."""
-    query = select(
-        Incident.id,
-        Incident.monitor,
-        Incident.state,
-        Incident.started_at,
-        Incident.ended_at,
-        Incident.severity,
-        Incident.cause,
-    ).where(
-        Incident.monitor.in_(names),
-        Incident.started_at < period.end,
-        (Incident.ended_at.is_(None)) | (Incident.ended_at > period.start),
-    )
-    frame = _frame(store, query.order_by(Incident.started_at))
+    """Incidents of `names` that overlap the period, as the sweep recorded them."""
+    frame = _frame(store, incidents_overlapping(names, period.start, period.end))
     for column in ("started_at", "ended_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame

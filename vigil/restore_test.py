@@ -26,11 +26,11 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
+from vigil.alert import Alert, Severity
 from vigil.backup.catalog import CatalogEntry, catalog
 from vigil.backup.identity import SUCCEEDED, BackupError
-from vigil.config import Config, Severity
+from vigil.config import Config
 from vigil.durations import format_duration
-from vigil.notify import Alert
 from vigil.recovery import Finding
 from vigil.store import RestoreTest, Store
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from vigil.alert import Alert
 from vigil.backup.identity import FAILED, LOCKED, SUCCEEDED
 from vigil.backup.verification import Verification
 from vigil.durations import format_duration, format_size
-from vigil.notify import Alert
 from vigil.redact import redact
 
 

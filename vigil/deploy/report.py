@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from vigil import boundary
-from vigil.config import Severity
+from vigil.alert import Alert, Severity
 from vigil.deploy.history import VerificationKind
 from vigil.deploy.rollback import RollbackPlan, RollbackResult
 from vigil.deploy.verdict import VerificationWindow
 from vigil.durations import format_duration
-from vigil.notify import Alert
 from vigil.store.models import utcnow
 
 # The final flow state's name for each outcome (None: Completed).

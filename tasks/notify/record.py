@@ -1,22 +1,20 @@
 """The one way a duty tells people something: route it, send it, record every delivery.
 
-Duties build an `Alert` (what happened, how severe) and call `send_alert`; routing decides
-who hears it. A failed delivery is recorded and logged but never raised, so it can neither
-fail nor hide the duty's own result.
+Duties build an `Alert` (vigil.alert: what happened, how severe) and call `send_alert`;
+routing decides who hears it. A failed delivery is recorded and logged but never raised, so
+it can neither fail nor hide the duty's own result.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 
+from tasks.notify.dispatch import Delivery, dispatch
+from vigil.alert import Alert
 from vigil.config import Config
-from vigil.notify import Alert, Delivery, dispatch
 from vigil.runtime import flow_run_link
 from vigil.store import Store
-
-log = logging.getLogger("vigil.alerts")
 
 
 def send_alert(

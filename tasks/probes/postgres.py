@@ -1,4 +1,10 @@
-"""PostgreSQL as vigil's duties meet it; the uptime probe is the first section."""
+"""PostgreSQL probes: connect, then run `SELECT 1` or the monitor's query read-only.
+
+`[RESULT]` is the first value of the first row. The query runs in a READ ONLY transaction
+whose statement timeout is what is left of the monitor's timeout; a server that ignores
+the statement timeout (or a network that stalls) is cut by an asyncio timeout a moment
+later, so the probe is bounded as a whole.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +18,7 @@ import psycopg
 from vigil.conditions import Observation
 from vigil.config import Monitor
 from vigil.durations import format_duration
-from vigil.redact import MASK, redact
-
-# --- The monitor probe ----------------------------------------------------------------------
-#
-# Connect, then run `SELECT 1` or the monitor's query in a READ ONLY transaction whose
-# statement timeout is what is left of the monitor's timeout; `[RESULT]` is the first value
-# of the first row. A server that ignores the statement timeout (or a network that stalls)
-# is cut by an asyncio timeout a moment later, so the probe is bounded as a whole.
+from vigil.redact import MASK, error_line, redact
 
 # Lets the server's own statement timeout, which says "query timed out", fire first.
 STATEMENT_GRACE = 0.25
@@ -66,10 +65,9 @@ async def _connect_and_query(monitor: Monitor, deadline: float) -> Observation:
 
 
 def _first_line(exc: psycopg.Error) -> str:
-    """libpq's messages run to several lines (hints, a caret under the SQL); alerts want one."""
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else exc.__class__.__name__
-    return " ".join(text.removeprefix("connection failed: ").split())
+    """libpq's messages run to several lines (hints, a caret under the SQL); alerts want one,
+    without libpq's "connection failed: " prefix."""
+    return " ".join(error_line(exc).removeprefix("connection failed: ").split())
 
 
 def _scrubbed(text: str, url: str) -> str:

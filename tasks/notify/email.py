@@ -3,7 +3,7 @@
 Each alert is one multipart message: a plain-text body for terminals and filters, an HTML
 alternative for mail clients. SMTP reply codes decide retries: 4xx means "try later",
 5xx means "this will never work" (bad password, unknown recipient). The alert arrives
-already redacted (`vigil.notify.send` does it once for every channel).
+already redacted (`tasks.notify.send` does it once for every channel).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
+from tasks.notify.transports import TransportError, certificate_rejected
+from vigil.alert import Alert
 from vigil.config import EmailChannel
-from vigil.notify.alert import Alert
-from vigil.notify.transports import TransportError, certificate_rejected
 
 log = logging.getLogger("vigil.notify")
 

@@ -18,14 +18,14 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 
-from vigil.config import SlackChannel
-from vigil.notify.alert import Alert
-from vigil.notify.transports import (
+from tasks.notify.transports import (
     TransportError,
     certificate_rejected,
     http_failure,
     redacting_logger,
 )
+from vigil.alert import Alert
+from vigil.config import SlackChannel
 
 DEFAULT_API_URL = "https://slack.com/api/"
 

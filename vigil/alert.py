@@ -1,8 +1,9 @@
 """What happened, in one value every channel renders its own way.
 
-Duties build an `Alert` and hand it to `dispatch`; the channel modules only format it. The
-shared wording (headline, "since" line, plain-text body) lives here so Slack's fallback text,
-the email body and the logs say the same thing.
+Every duty builds an `Alert` (what happened, how severe) in its core module; delivery is
+work against outside systems and lives in `tasks/notify/`, whose channel modules only
+format it. The shared wording (headline, "since" line, plain-text body) lives here so
+Slack's fallback text, the email body and the logs say the same thing.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from vigil.config import SEVERITIES, Severity
 from vigil.durations import format_duration
 from vigil.redact import redact
+
+# Worst first: routes, digests and "at most medium" all read this order.
+Severity = Literal["critical", "high", "medium", "low"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
 
 Kind = Literal["problem", "recovered", "info", "test"]
 KINDS: tuple[Kind, ...] = ("problem", "recovered", "info", "test")

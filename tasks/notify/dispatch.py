@@ -6,7 +6,8 @@ retries, and turns every outcome into a `Delivery`: a notification problem must 
 a monitoring run into a crashed one. Every alert is redacted once, before any channel sees
 it; errors and log lines are redacted too.
 
-A new channel type is one module with `deliver(channel, alert)` plus an entry in `SENDERS`.
+A new channel type is one module with `deliver(channel, alert)` plus an entry in `SENDERS`
+(as Gatus has one module per alerting provider).
 """
 
 from __future__ import annotations
@@ -18,24 +19,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
+from tasks.notify import email, slack, webhook
+from tasks.notify.transports import RetryPolicy, with_retries
+from vigil.alert import Alert
 from vigil.config import Channel, Config
-from vigil.notify import email, slack, webhook
-from vigil.notify.alert import KINDS, Alert, Kind
-from vigil.notify.transports import RetryPolicy, TransportError, with_retries
 from vigil.redact import redact
-
-__all__ = [
-    "KINDS",
-    "SENDERS",
-    "Alert",
-    "Delivery",
-    "Kind",
-    "Record",
-    "RetryPolicy",
-    "TransportError",
-    "dispatch",
-    "send",
-]
 
 log = logging.getLogger("vigil.notify")
 

@@ -2,22 +2,22 @@
 
 The body is `Alert.as_dict()` plus `vigil_version`, so receivers (PagerDuty bridges, chat
 relays, home-grown scripts) can check which shape they are parsing. The alert arrives
-already redacted (`vigil.notify.send` does it once for every channel).
+already redacted (`tasks.notify.send` does it once for every channel).
 """
 
 from __future__ import annotations
 
 import httpx
 
-from vigil import __version__
-from vigil.config import WebhookChannel
-from vigil.notify.alert import Alert
-from vigil.notify.transports import (
+from tasks.notify.transports import (
     TransportError,
     certificate_rejected,
     http_failure,
     redacting_logger,
 )
+from vigil import __version__
+from vigil.alert import Alert
+from vigil.config import WebhookChannel
 
 # httpx logs every request URL at INFO, and a webhook URL often carries its secret.
 redacting_logger("httpx")

@@ -62,14 +62,14 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Attempts:
     """How the attempts ended: `error` is None on success, else redacted text."""
 
     attempts: int
     error: str | None
 
 
-def with_retries(attempt: Callable[[], None], policy: RetryPolicy, label: str) -> Outcome:
+def with_retries(attempt: Callable[[], None], policy: RetryPolicy, label: str) -> Attempts:
     """Run `attempt` until it succeeds, fails permanently or runs out of attempts.
 
     Never raises: an exception that is not a TransportError is a bug or a case nobody
@@ -80,14 +80,14 @@ def with_retries(attempt: Callable[[], None], policy: RetryPolicy, label: str) -
         number += 1
         try:
             attempt()
-            return Outcome(number, None)
+            return Attempts(number, None)
         except TransportError as exc:
             failure = exc
         except Exception as exc:
             failure = TransportError(f"{type(exc).__name__}: {exc}", permanent=True)
         message = redact(failure.message)
         if failure.permanent or number >= policy.attempts:
-            return Outcome(number, message)
+            return Attempts(number, message)
         delay = policy.wait(number, failure.retry_after)
         log.warning(
             "%s: attempt %d of %d failed (%s); retrying in %.2fs",

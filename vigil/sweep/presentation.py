@@ -1,0 +1,119 @@
+"""What a sweep shows people: the run's final state and message, its summary, and the rows
+of the `uptime-sweep` table artifact, all from one `SweepDecision`.
+
+The runs list reads the message (`12 up, 1 degraded, 2 down (api, db down)`) and the state's
+name (`Outage` when anything is DOWN, `Incomplete` when a shard did not report, `Degraded`
+when something is only degraded); scripts read the summary (`vigil sweep --json`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from vigil.config import Monitor
+from vigil.durations import format_duration
+from vigil.monitoring import DEGRADED, DOWN, UNKNOWN, UP
+from vigil.sweep.decision import SweepDecision
+
+STATE_ORDER = {DOWN: 0, DEGRADED: 1, UNKNOWN: 2, UP: 3}
+ARTIFACT_KEY = "uptime-sweep"
+ARTIFACT_ROWS = 1000
+_NAMES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class RunState:
+    """The arguments of `vigil.runtime.outcome` for one sweep."""
+
+    problem: str | None
+    summary: dict[str, Any]
+    message: str
+    degraded: bool
+
+
+def run_state(decision: SweepDecision, alerts_sent: int, unchecked: list[Monitor]) -> RunState:
+    """The sweep's final state: `Outage` when anything is DOWN, else `Incomplete` when some
+    monitors were not checked (a shard did not report), else Completed (named `Degraded`
+    when something is degraded)."""
+    tally = counts(decision)
+    summary = sweep_summary(decision, alerts_sent)
+    message = headline(decision)
+    problem = "Outage" if tally[DOWN] else None
+    if unchecked:
+        summary["unchecked"] = sorted(m.name for m in unchecked)
+        message += f"; {len(unchecked)} not checked (a shard did not report)"
+        problem = problem or "Incomplete"
+    return RunState(problem, summary, message, bool(tally[DEGRADED]))
+
+
+def counts(decision: SweepDecision) -> Counter[str]:
+    return Counter(decision.after[c.monitor.name].state for c in decision.checks)
+
+
+def headline(decision: SweepDecision) -> str:
+    """`12 up, 1 degraded, 2 down (api, db down)`: the run's message in the runs list."""
+    tally = counts(decision)
+    parts = [f"{tally[s]} {s.lower()}" for s in (UP, DEGRADED, DOWN, UNKNOWN) if tally[s]]
+    down = _down(decision)
+    text = ", ".join(parts) or "no monitors"
+    if down:
+        shown = ", ".join(down[:_NAMES_SHOWN])
+        if len(down) > _NAMES_SHOWN:
+            shown += f" and {len(down) - _NAMES_SHOWN} more"
+        text += f" ({shown} down)"
+    return text
+
+
+def sweep_summary(decision: SweepDecision, alerts_sent: int) -> dict[str, Any]:
+    tally = counts(decision)
+    return {
+        "at": decision.at.isoformat(),
+        "monitors": len(decision.checks),
+        "up": tally[UP],
+        "degraded": tally[DEGRADED],
+        "down": tally[DOWN],
+        "unknown": tally[UNKNOWN],
+        "transitions": [f"{t.monitor}: {t.kind}" for t in decision.transitions],
+        "alerts": alerts_sent,
+        "down_monitors": _down(decision),
+    }
+
+
+def _down(decision: SweepDecision) -> list[str]:
+    return sorted(
+        c.monitor.name for c in decision.checks if decision.after[c.monitor.name].state == DOWN
+    )
+
+
+def table(decision: SweepDecision) -> tuple[list[dict[str, Any]], int]:
+    """The sweep's artifact rows, worst first, capped so a huge sweep stays readable; and
+    how many UP monitors the cap left out."""
+    ordered = sorted(
+        decision.checks,
+        key=lambda c: (STATE_ORDER.get(decision.after[c.monitor.name].state, 9), c.monitor.name),
+    )
+    rows = []
+    for check in ordered[:ARTIFACT_ROWS]:
+        state = decision.after[check.monitor.name]
+        latency = check.obs.response_time
+        since = state.since
+        rows.append(
+            {
+                "monitor": check.monitor.name,
+                "state": state.state
+                + (" (maintenance)" if check.monitor.name in decision.maintenance else ""),
+                "latency": "-" if latency is None else format_duration(timedelta(seconds=latency)),
+                "failed conditions": "; ".join(check.failed) or (check.obs.error or ""),
+                "since": since.strftime("%Y-%m-%d %H:%M UTC") if since else "",
+            }
+        )
+    return rows, max(0, len(ordered) - ARTIFACT_ROWS)
+
+
+def table_description(decision: SweepDecision, hidden: int) -> str:
+    """The artifact's description: when, the headline, and what the cap left out."""
+    note = f" ({hidden} more UP monitors not shown)" if hidden else ""
+    return f"Uptime sweep at {decision.at:%Y-%m-%d %H:%M UTC}: {headline(decision)}{note}"
