@@ -22,6 +22,7 @@ from vigil import boundary
 from vigil.alert import Alert
 from vigil.config import Config, Monitor, load_config
 from vigil.findings import Finding
+from vigil.logs import story
 from vigil.monitoring import MonitorState, mark_alerted, plan_alerts
 from vigil.runtime import as_is, flow_run_id, flow_run_link, outcome
 from vigil.store import open_store
@@ -111,6 +112,7 @@ def _sweep(config_path: str | None) -> Any:
     before = read_states.submit(config.store.url)
     checks, unchecked = _checks(config, config_path, run_id, deadline)
     decision = decide(config, checks, before.result(), at)
+    _tell(decision)
 
     fallbacks = fallbacks_serving(fallback_targets(decision), config, deadline)
     alerts = plan_alerts(
@@ -145,6 +147,12 @@ def _checks(
     if fans_out(config):
         return sharded_checks(config, config_path, run_id or "", deadline)
     return check_here(config.monitors, config, deadline), []
+
+
+def _tell(decision: SweepDecision) -> None:
+    log = story()
+    for level, line in presentation.story(decision):
+        log.log(level, "%s", line)
 
 
 def _publish_table(decision: SweepDecision) -> None:
