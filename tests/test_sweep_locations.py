@@ -80,6 +80,7 @@ store: {{url: '{store}'}}
 channels: {{slack: {{type: slack, webhook_url: '{slack}'}}}}
 routes: {{critical: [slack], high: [slack], medium: [slack], low: [slack]}}
 sweep: {{run_grace: 25s}}
+status_page: {{out: '{site}'}}
 locations:
   eu-west: {{pool: {prefix}-eu-west}}
   us-east: {{pool: {prefix}-us-east}}
@@ -89,6 +90,7 @@ monitors:
     url: "http://127.0.0.1:{port}/${{LOCATION:-none}}/api"
     failure_threshold: 1
     timeout: 2s
+    public: true
   - name: eu-only
     url: "http://127.0.0.1:{port}/${{LOCATION:-none}}/eu"
     locations: [eu-west]
@@ -106,17 +108,21 @@ def fleet(
     prefix = f"vigil-loc-{root.name[-6:]}".replace("_", "-")
     fleet = Fleet(prefect_server, root, target, slack, prefix)
     fleet.config.write_text(
-        CONFIG.format(store=fleet.store_url, slack=slack.url, prefix=prefix, port=target.port)
+        CONFIG.format(
+            site=root / "site",
+            store=fleet.store_url,
+            slack=slack.url,
+            prefix=prefix,
+            port=target.port,
+        )
     )
     try:
         for location in LOCATIONS:
             prefect_server.cli("work-pool", "create", f"{prefix}-{location}", "--type", "process")
         deployed = fleet.vigil("locations", "deploy")
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        assert (
-            f"ap-south: deployment uptime-sweep-shard/ap-south on pool {prefix}-ap-south, queue south"
-            in deployed.stdout
-        )
+        south = f"ap-south: deployment uptime-sweep-shard/ap-south on pool {prefix}-ap-south"
+        assert f"{south}, queue south" in deployed.stdout
         for location in LOCATIONS:
             env = prefect_server.client_env(
                 root / location,
@@ -132,8 +138,9 @@ def fleet(
             fleet.workers[location] = spawn(command, env, fleet.log(location), cwd=root)
         with prefect_server.client() as client:
             for location in LOCATIONS:
+                pool = f"{prefix}-{location}"
                 wait_for(
-                    lambda: client.read_workers_for_work_pool(f"{prefix}-{location}"),
+                    lambda pool=pool: client.read_workers_for_work_pool(pool),
                     60,
                     f"the {location} worker to join its pool",
                     fleet.log(location),
@@ -218,6 +225,11 @@ def test_below_the_quorum_it_is_up_with_a_regional_warning(fleet: Fleet) -> None
         )
     assert latest.ok and latest.locations["why"] == {"ap-south": "[STATUS] 503, expected < 400"}
     assert recovered
+    page = json.loads((fleet.root / "site" / "status.json").read_text())
+    [api] = page["services"]
+    assert api["state"] == "Operational", api
+    assert api["regions"] == "DOWN from ap-south, up from eu-west and us-east"
+    assert "Seen DOWN from ap-south" in (fleet.root / "site" / "index.html").read_text()
     no_tracebacks(fleet)
 
 
