@@ -272,3 +272,38 @@ def location_runs(fleet: Fleet) -> list[Any]:
     mine = [r for r in runs if r.parameters.get("location")]
     newest = max(mine, key=lambda r: r.created).parameters["sweep_id"]
     return [r for r in mine if r.parameters["sweep_id"] == newest]
+
+
+def test_locations_deploy_names_a_pool_that_does_not_exist(
+    prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "vigil.yaml"
+    config.write_text(
+        "locations:\n  local: {}\n  mars: {pool: no-such-pool-here, queue: q}\n"
+        "monitors:\n  - {name: a, url: 'http://127.0.0.1:9/'}\n"
+        "  - {name: b, url: 'http://127.0.0.1:9/', locations: [mars]}\n"
+    )
+
+    def vigil(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vigil", "-c", str(config), *args],
+            env=prefect_server.client_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    listed = vigil("locations", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "local: the machine running the sweep; 1 monitor",
+        "mars: pool no-such-pool-here, queue q; 2 monitors",
+    ]
+    deployed = vigil("locations", "deploy")
+    assert deployed.returncode == 1, deployed.stdout + deployed.stderr
+    assert deployed.stdout.splitlines() == [
+        "local: probed by the sweep itself",
+        "mars: no work pool 'no-such-pool-here'; create it with "
+        "`prefect work-pool create no-such-pool-here --type process`",
+    ]
+    assert "Traceback" not in deployed.stderr

@@ -29,7 +29,8 @@ def list_command(config: ConfigOption = None) -> None:
         where = "the machine running the sweep" if name == LOCAL else f"pool {location.pool}"
         if location.queue:
             where += f", queue {location.queue}"
-        out.print(f"{name}: {where}; {count} monitors", markup=False)
+        noun = "monitor" if count == 1 else "monitors"
+        out.print(f"{name}: {where}; {count} {noun}", markup=False)
 
 
 def deploy_command(config: ConfigOption = None) -> None:
