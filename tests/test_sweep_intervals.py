@@ -152,3 +152,38 @@ def test_a_sweep_probes_only_the_monitors_that_are_due(tmp_path: Path, http_targ
     assert counts == {"fast": 2, "slow": 1}
     assert sum(v for k, v in rollups.items() if k == "slow") == 1, "uptime counts checks"
     assert states == {"fast": "UP", "slow": "UP"}, "a monitor not due keeps its state"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_shards_and_locations_probe_the_monitors_due_at_the_sweeps_time(tmp_path: Path) -> None:
+    from flows.sweep_shards import _share
+
+    path = write_config(
+        tmp_path,
+        """
+        sweep: {every: 1m}
+        locations: {eu: {pool: p}, us: {pool: p}}
+        monitors:
+          - {name: a, url: "http://127.0.0.1:9/a", interval: 10m}
+          - {name: b, url: "http://127.0.0.1:9/b", interval: 10m, locations: [us]}
+          - {name: c, url: "http://127.0.0.1:9/c"}
+          - {name: d, url: "http://127.0.0.1:9/d", interval: 10m}
+        """,
+    )
+    from vigil.config import load_config
+
+    config = load_config(path)
+    with open_store(config.store.url) as store:
+        store.save_monitor_states(
+            [
+                MonitorState(monitor="a", state=UP, last_checked_at=T0),
+                MonitorState(monitor="b", state=UP, last_checked_at=T0 - timedelta(minutes=20)),
+            ]
+        )
+    at = (T0 + timedelta(minutes=3)).isoformat()
+    names = lambda monitors: [m.name for m in monitors]  # noqa: E731
+    assert names(_share(config, 0, 1, "eu", at)) == ["c", "d"]
+    assert names(_share(config, 0, 1, "us", at)) == ["b", "c", "d"]
+    assert names(_share(config, 0, 2, None, at)) == ["c"], "shard 1 of 2 holds a and c"
+    assert names(_share(config, 1, 2, None, at)) == ["b", "d"]
+    assert names(_share(config, 0, 2, None, None)) == ["a", "c"], "no time: all of its share"

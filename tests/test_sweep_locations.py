@@ -63,7 +63,7 @@ class Fleet:
     def vigil(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "vigil", "-c", str(self.config), *args],
-            env=self.server.client_env(self.root / "parent", LOCATION="parent"),
+            env=self.server.client_env(self.root / "parent", LOCATION="parent", COLUMNS="300"),
             capture_output=True,
             text=True,
             timeout=240,
@@ -212,7 +212,9 @@ def test_below_the_quorum_it_is_up_with_a_regional_warning(fleet: Fleet) -> None
     assert "DOWN from eu-west" in down and "[STATUS] 503" in down
     assert states(fleet)["api"][0] == "UP"
     status = fleet.vigil("status")
-    line = next(line for line in status.stdout.splitlines() if " api " in line)
+    lines = [line for line in status.stdout.splitlines() if " api " in line]
+    assert len(lines) == 1, status.stdout + status.stderr
+    [line] = lines
     assert "UP" in line and "[DOWN from ap-south, up from eu-west and us-east]" in line, (
         status.stdout
     )
