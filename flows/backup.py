@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 
 from tasks.notify import notify
 from tasks.pgdump import Dumped, dump, read_stored
@@ -31,6 +30,7 @@ from tasks.snapshot import take_snapshot
 from tasks.storage import Storage, StorageError, open_storage
 from tasks.storage.configs import config_archive
 from tasks.storage.tasks import apply_retention, store_object
+from vigil import boundary
 from vigil.backup.catalog import (
     candidates,
     find_backup,
@@ -239,10 +239,10 @@ def prune_after(
 
 def publish(outcomes: list[BackupOutcome]) -> None:
     good = sum(o.ok for o in outcomes)
-    create_table_artifact(
-        key=ARTIFACT_KEY,
-        table=[o.row() for o in outcomes],
-        description=f"{good} of {len(outcomes)} database backup(s) verified",
+    boundary.publish_table(
+        ARTIFACT_KEY,
+        [o.row() for o in outcomes],
+        f"{good} of {len(outcomes)} database backup(s) verified",
     )
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks import recovery as engine
@@ -29,7 +28,7 @@ from tasks import runbook
 from tasks.notify import notify
 from tasks.recovery import scratch
 from tasks.storage import Storage, StorageError, open_storage
-from vigil import drill
+from vigil import boundary, drill, findings
 from vigil import restore_test as rt
 from vigil.backup.identity import describe_url
 from vigil.config import Config, RunbookStep, load_config, resolve_path
@@ -43,7 +42,7 @@ def _run_name() -> str:
     return "drill " + datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
 
 
-class PhaseFailed(Exception):
+class PhaseFailed(findings.Finding):
     """Raised by a phase task that found problems, so the task run shows Failed; it carries
     the phase so the drill keeps its findings and goes on."""
 
@@ -256,7 +255,7 @@ def dr_drill(config_path: str | None = None) -> Any:
         result.finished_at = datetime.now(UTC)
         report = markdown(result)
         drill.record(store, result, report, flow_run_id())
-    create_markdown_artifact(key=ARTIFACT_KEY, markdown=report, description=result.headline())
+    boundary.publish_markdown(ARTIFACT_KEY, report, result.headline())
     notify(as_is(config), alert_for(result))
     summary = {"headline": result.headline(), "report": report, **result.as_json()}
     problem = {drill.FAILED: "RecoveryFailed", drill.MISSED: "ObjectiveMissed"}.get(result.status)

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks import recovery
 from tasks.notify import notify
 from tasks.recovery import scratch
 from tasks.storage import Storage, open_storage
+from vigil import boundary
 from vigil import restore_test as rt
 from vigil.backup.catalog import CatalogEntry
 from vigil.backup.identity import failure_text, parse_backup_id
@@ -225,10 +225,10 @@ def tell(config: Config, results: list[rt.RestoreTestResult]) -> None:
     """An artifact per database and the alerts: also for a run being stopped, so a test cut
     short is seen, not silently missing from the week."""
     for result in results:
-        create_markdown_artifact(
-            key=rt.artifact_key(result.database),
-            markdown=rt.markdown(result),
-            description=f"restore test of {result.database}: {result.status}",
+        boundary.publish_markdown(
+            rt.artifact_key(result.database),
+            rt.markdown(result),
+            f"restore test of {result.database}: {result.status}",
         )
     for alert in rt.alerts_for(results):
         notify(config, alert)
