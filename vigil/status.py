@@ -228,6 +228,7 @@ def _monitor_line(name: str, row: Any, ui_url: str | None) -> MonitorLine:
         return MonitorLine(name, UNKNOWN, None, None, False, None, None, None, None, None)
     state, in_maintenance, latency, tls, run_id = row
     problem = "; ".join(state.failed_conditions) or state.last_error
+    shown = problem if state.state in (DOWN, DEGRADED) else None
     return MonitorLine(
         name=name,
         state=state.state,
@@ -236,10 +237,10 @@ def _monitor_line(name: str, row: Any, ui_url: str | None) -> MonitorLine:
         in_maintenance=bool(in_maintenance),
         latency_ms=latency,
         tls_days_left=tls,
-        problem=problem if state.state in (DOWN, DEGRADED) else None,
+        problem=shown,
         flow_run_id=run_id,
         link=run_link(ui_url, run_id),
-        locations=_locations(state.locations, problem),
+        locations=_locations(state.locations, shown),
     )
 
 
