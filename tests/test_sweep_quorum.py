@@ -16,11 +16,14 @@ import pytest
 from vigil.conditions import Observation
 from vigil.config import Config, ConfigError, parse_config
 from vigil.monitoring import DEGRADED, DOWN, UP, MonitorState, plan_alerts
+from vigil.report import build_report
+from vigil.report_render import to_markdown
+from vigil.store import Store
 from vigil.sweep import presentation
 from vigil.sweep.checks import MonitorCheck, evaluate
 from vigil.sweep.decision import decide
-from vigil.sweep.quorum import LocationView, by_quorum
-from vigil.sweep.records import check_rows
+from vigil.sweep.quorum import LocationView, by_quorum, seen_from
+from vigil.sweep.records import check_rows, record_sweep
 
 AT = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 CONFIG = """
@@ -204,3 +207,23 @@ def test_the_default_quorum_is_a_majority_of_the_monitors_own_locations() -> Non
     first, second = config.monitors
     assert config.locations_of(first) == ["a", "b", "c", "d"] and config.quorum_of(first) == 3
     assert config.locations_of(second) == ["a", "d"] and config.quorum_of(second) == 2
+
+
+def test_incidents_and_the_report_say_where_an_outage_was_seen_from(store: Store) -> None:
+    config = parse_config(CONFIG)
+    statuses = {
+        "eu-west": {"api": 503, "eu-only": 200, "strict": 200},
+        "us-east": {"api": 503, "strict": 200},
+        "ap-south": {"api": 200, "strict": 200},
+    }
+    checks, _, views = judge(config, statuses)
+    decision = decide(config, checks, {}, AT, views)
+    record_sweep(store, decision, decision.after, None)
+    report = build_report(config, store, AT + timedelta(hours=1), days=1)
+    [incident] = report.incidents
+    assert seen_from(incident["cause"]) == "DOWN from eu-west and us-east, up from ap-south"
+    text = to_markdown(report)
+    assert "| monitor | state | started | lasted | seen from |" in text
+    assert "| DOWN from eu-west and us-east, up from ap-south |" in text
+    assert seen_from("[STATUS] 503, expected < 400") is None
+    assert seen_from(None) is None

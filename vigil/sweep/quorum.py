@@ -82,6 +82,18 @@ class LocationView:
         )
 
 
+_WORDS_START = tuple(f"{word} from " for word in _SAW.values())
+
+
+def seen_from(cause: str | None) -> str | None:
+    """The locations' words at the head of a recorded cause (an incident's, a check's
+    failed conditions joined), if it has them."""
+    if not cause:
+        return None
+    head = cause.split("; ", 1)[0]
+    return head if head.startswith(_WORDS_START) else None
+
+
 def _and(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
