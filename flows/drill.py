@@ -13,6 +13,7 @@ restore is the recovery engine's (`tasks.recovery`), the runbook's commands `tas
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from contextlib import ExitStack
@@ -33,6 +34,8 @@ from vigil import restore_test as rt
 from vigil.backup.identity import describe_url
 from vigil.config import Config, RunbookStep, load_config, resolve_path
 from vigil.drill_report import ARTIFACT_KEY, DUTY, alert_for, markdown
+from vigil.durations import format_duration
+from vigil.logs import story
 from vigil.recovery import Finding
 from vigil.runtime import as_is, flow_run_id, outcome
 from vigil.store import Store, open_store
@@ -65,7 +68,18 @@ def _run(task_: Any, phase: drill.Phase, *args: Any) -> drill.Phase:
     if isinstance(value, BaseException) and not isinstance(value, PhaseFailed):
         phase.error = phase.error or repr(value)
         phase.finished_at = phase.finished_at or datetime.now(UTC)
+    _tell(phase)
     return phase
+
+
+def _tell(phase: drill.Phase) -> None:
+    """One line per phase in the run's logs: what it was, its verdict, how long, and why."""
+    took = f" in {format_duration(phase.duration_s)}" if phase.duration_s is not None else ""
+    why = f": {'; '.join(phase.problems())}" if not phase.ok else ""
+    if phase.skipped:
+        why = f": {phase.skipped}"
+    level = logging.INFO if phase.ok else logging.ERROR
+    story().log(level, "phase %s: %s%s%s", phase.name, phase.verdict, took, why)
 
 
 # --- phase tasks --------------------------------------------------------------------------------

@@ -320,3 +320,25 @@ def test_no_secret_in_backup_objects_or_their_metadata(ran: dict[str, Any]) -> N
             body = client.get_object(Bucket=ran["bucket"], Key=key)["Body"].read()
             found += leaks(key, body.decode(errors="replace"))
     assert found == [], found
+
+
+def test_each_runs_output_tells_its_story(ran: dict[str, Any]) -> None:
+    """Read only a run's logs and know what happened (the same lines reach the UI): every
+    duty above says what it did, with its figures, and whom it told."""
+    out = ran["outputs"]
+    expected = {
+        "sweep": ["pg: UNKNOWN -> DOWN", "sent to hook (webhook)", "(sweep.heartbeat_url)"],
+        "backup": ["main: dumped main-", "verified: ", "retention of main: kept 1"],
+        "restore-test": ["main: fetched main-", "main: restored into vigil_restore_main_"],
+        "drill": ["phase locate offsite backups: FAILED", "phase check fallbacks: FAILED"],
+    }
+    missing = {
+        name: [
+            line
+            for line in lines
+            if not any(line in t for k, t in out.items() if k.startswith(name))
+        ]
+        for name, lines in expected.items()
+    }
+    assert all(not lines for lines in missing.values()), missing
+    assert "checks passed" in out["restore-test"], out["restore-test"][-2000:]
