@@ -15,6 +15,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.sweep_locations import located_checks
 from flows.sweep_shards import fans_out, sharded_checks
 from tasks.notify import send_alert
 from tasks.probes.checks import check_here, fallbacks_serving
@@ -29,6 +30,8 @@ from vigil.store import open_store
 from vigil.sweep import presentation
 from vigil.sweep.checks import MonitorCheck, budget, gc_paused
 from vigil.sweep.decision import SweepDecision, decide, fallback_targets
+from vigil.sweep.due import due, has_intervals
+from vigil.sweep.quorum import LocationView
 from vigil.sweep.records import record_sweep, states_from_store
 
 
@@ -105,13 +108,13 @@ def uptime_sweep(config_path: str | None = None) -> Any:
 def _sweep(config_path: str | None) -> Any:
     started = time.monotonic()
     config = load_config(config_path)
-    deadline = started + budget(config.monitors).total_seconds()
     at = datetime.now(UTC)
     run_id = flow_run_id()
 
-    before = read_states.submit(config.store.url)
-    checks, unchecked = _checks(config, config_path, run_id, deadline)
-    decision = decide(config, checks, before.result(), at)
+    before, monitors = _due(config, at)
+    deadline = started + budget(monitors).total_seconds()
+    checks, unchecked, views = _checks(config, monitors, config_path, run_id, deadline, at)
+    decision = decide(config, checks, before.result(), at, views)
     _tell(decision)
 
     fallbacks = fallbacks_serving(fallback_targets(decision), config, deadline)
@@ -136,17 +139,39 @@ def _sweep(config_path: str | None) -> Any:
         update_status_page(as_is(config), at)
     if config.sweep.heartbeat_url:
         _heartbeat(config.sweep.heartbeat_url)
-    state = presentation.run_state(decision, sent, unchecked)
+    state = presentation.run_state(
+        decision, sent, unchecked, not_due=len(config.monitors) - len(monitors)
+    )
     return outcome(state.problem, state.summary, state.message, degraded=state.degraded)
 
 
+def _due(config: Config, at: datetime) -> tuple[Any, list[Monitor]]:
+    """The stored states (a future) and the monitors due in this sweep. Without per-monitor
+    intervals every monitor is due, and the states are read while the probes run."""
+    if not has_intervals(config):
+        return read_states.submit(config.store.url), config.monitors
+    before = read_states.submit(config.store.url)
+    return before, due(config, config.monitors, before.result(), at)
+
+
 def _checks(
-    config: Config, config_path: str | None, run_id: str | None, deadline: float
-) -> tuple[list[MonitorCheck], list[Monitor]]:
-    """Every monitor's check, probed here or by the shards; and those no shard reported."""
+    config: Config,
+    monitors: list[Monitor],
+    config_path: str | None,
+    run_id: str | None,
+    deadline: float,
+    at: datetime,
+) -> tuple[list[MonitorCheck], list[Monitor], dict[str, LocationView]]:
+    """The due monitors' checks, probed here, by the shards or from the locations; the
+    monitors nothing conclusive was seen of; and what each location saw."""
+    if config.locations:
+        return located_checks(config, monitors, run_id or "", deadline, at)
     if fans_out(config):
-        return sharded_checks(config, config_path, run_id or "", deadline)
-    return check_here(config.monitors, config, deadline), []
+        checks, unchecked = sharded_checks(
+            config, config_path, run_id or "", deadline, monitors, at
+        )
+        return checks, unchecked, {}
+    return check_here(monitors, config, deadline), [], {}
 
 
 def _tell(decision: SweepDecision) -> None:

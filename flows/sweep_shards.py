@@ -12,7 +12,7 @@ probes every monitor itself.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from prefect import flow, get_run_logger, task
@@ -23,16 +23,15 @@ from vigil.config import Config, Monitor, load_config
 from vigil.runtime import as_is
 from vigil.store import open_store
 from vigil.sweep.checks import MonitorCheck, budget, gc_paused
+from vigil.sweep.due import due, has_intervals
 from vigil.sweep.handoff import hand_over, merge_handoffs, shard_of, take_handoffs
+from vigil.sweep.records import states_from_store
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
 SHARD_FLOW = "uptime-sweep-shard"
 SHARD_DEPLOYMENT = f"{SHARD_FLOW}/{SHARD_FLOW}"
-# How long, beyond the sweep's own budget, a parent waits for its shards to be picked up
-# by a worker and finish (workers poll every 10-15 s by default, then start a process).
-SHARD_GRACE = timedelta(seconds=60)
 SHARD_POLL_SECONDS = 0.5
 
 
@@ -41,6 +40,8 @@ def _shard_run_name() -> str:
 
     params = flow_run.parameters
     at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    if params.get("location"):
+        return f"sweep {at} from {params['location']}"
     return f"sweep {at} shard {params.get('shard', 0) + 1}/{params.get('shards', 1)}"
 
 
@@ -61,22 +62,47 @@ def collect_shards(store_url: str, sweep_id: str) -> dict[int, dict[str, Any]]:
 
 @flow(name=SHARD_FLOW, flow_run_name=_shard_run_name, log_prints=False)
 def uptime_sweep_shard(
-    sweep_id: str, shard: int, shards: int, config_path: str | None = None
+    sweep_id: str,
+    shard: int,
+    shards: int,
+    config_path: str | None = None,
+    location: str | None = None,
+    at: str | None = None,
 ) -> Any:
-    """One shard of a sharded sweep: probe, evaluate and confirm its share of the monitors
-    and hand the checks to the sweep `sweep_id`, which decides everything else."""
+    """One shard of a sharded sweep, or the probes of one location: probe, evaluate and
+    confirm its share of the monitors due at `at` (the sweep's time) and hand the checks to
+    the sweep `sweep_id`, which decides everything else."""
     from prefect.states import Completed
 
     with gc_paused():
         started = time.monotonic()
         config = load_config(config_path)
-        monitors = shard_of(config.monitors, shard, shards)
+        monitors = _share(config, shard, shards, location, at)
         checks = check_here(monitors, config, started + budget(monitors).total_seconds())
         hand_over_checks(config.store.url, sweep_id, shard, shards, as_is(checks))
     failed = sum(c.verdict == "failed" for c in checks)
-    return Completed(
-        message=f"shard {shard + 1}/{shards}: {len(checks)} monitors checked, {failed} failed"
-    )
+    who = f"from {location}" if location else f"shard {shard + 1}/{shards}"
+    return Completed(message=f"{who}: {len(checks)} monitors checked, {failed} failed")
+
+
+def _share(
+    config: Config, shard: int, shards: int, location: str | None, at: str | None
+) -> list[Monitor]:
+    """This run's monitors: those of its location (or its shard) that are due at `at`."""
+    if location is not None:
+        monitors = [m for m in config.monitors if location in config.locations_of(m)]
+    else:
+        monitors = shard_of(config.monitors, shard, shards)
+    if at is None or not has_intervals(config):
+        return monitors
+    return due(config, monitors, read_states(config.store.url), datetime.fromisoformat(at))
+
+
+@task(name="read monitor states", cache_policy=NO_CACHE)
+def read_states(store_url: str) -> dict[str, Any]:
+    """What the previous sweeps left: when each monitor was last checked."""
+    with open_store(store_url) as store:
+        return states_from_store(store.get_monitor_states())
 
 
 def shard_deployment(config_path: str | None, **options: Any) -> Any:
@@ -126,23 +152,31 @@ def fans_out(config: Config) -> bool:
 
 
 def sharded_checks(
-    config: Config, config_path: str | None, sweep_id: str, deadline: float
+    config: Config,
+    config_path: str | None,
+    sweep_id: str,
+    deadline: float,
+    due_monitors: list[Monitor],
+    at: datetime,
 ) -> tuple[list[MonitorCheck], list[Monitor]]:
-    """Run the shards as flow runs of their own, wait for them, and merge their checks;
-    also returns the monitors no shard reported on."""
+    """Run the shards as flow runs of their own, wait for them, and merge their checks of
+    the `due_monitors`; also returns the due monitors no shard reported on."""
     shards = min(config.sweep.shards, len(config.monitors))
-    runs = [_start_shard(config_path, sweep_id, shard, shards) for shard in range(shards)]
-    finished = wait_for_runs([r.id for r in runs], deadline + SHARD_GRACE.total_seconds())
+    runs = [_start_shard(config_path, sweep_id, shard, shards, at) for shard in range(shards)]
+    grace = config.sweep.run_grace.total_seconds()
+    finished = wait_for_runs([r.id for r in runs], deadline + grace)
     logger = get_run_logger()
     for i, run in enumerate(runs):
         state = finished.get(run.id)
         if state != "COMPLETED":
             logger.warning("shard %s/%s (%s) ended %s", i + 1, shards, run.name, state)
     handed = collect_shards(config.store.url, sweep_id)
-    return merge_handoffs(config.monitors, list(handed.values()))
+    return merge_handoffs(due_monitors, list(handed.values()))
 
 
-def _start_shard(config_path: str | None, sweep_id: str, shard: int, shards: int) -> FlowRun:
+def _start_shard(
+    config_path: str | None, sweep_id: str, shard: int, shards: int, at: datetime
+) -> FlowRun:
     """A run of the shard deployment, shown as a subflow of this sweep; returns at once. The
     idempotency key makes a retried sweep reuse its shards' runs instead of doubling them."""
     from prefect.deployments import run_deployment
@@ -154,6 +188,7 @@ def _start_shard(config_path: str | None, sweep_id: str, shard: int, shards: int
             "shard": shard,
             "shards": shards,
             "config_path": config_path,
+            "at": at.isoformat(),
         },
         timeout=0,
         idempotency_key=f"{sweep_id}-shard-{shard}-of-{shards}",

@@ -29,7 +29,7 @@ from pydantic import (
 
 from vigil.alert import Severity
 from vigil.cron import Cron
-from vigil.durations import Duration, Size
+from vigil.durations import Duration, Size, format_duration
 from vigil.findings import Finding
 from vigil.paths import default_backup_storage, default_store_url
 from vigil.redact import forget_secrets, is_credential_name, redact, register_secrets, secrets_in
@@ -164,6 +164,13 @@ class Monitor(Model):
     display_name: str | None = None
     group: str | None = None
     slo: float | None = Field(default=None, gt=0, le=100)
+    # How often this monitor is checked (default: sweep.every); each sweep probes the due ones.
+    interval: Duration | None = None
+    # Where it is probed from (names under `locations:`; default all) and how many of them
+    # must see a failure for it to count (default: a majority of them).
+    locations: list[str] | None = Field(default=None, min_length=1)
+    quorum: int | None = Field(default=None, ge=1)
+    below_quorum: Literal["warn", "degraded"] | None = None
 
     @field_validator("slo", mode="before")
     @classmethod
@@ -199,6 +206,23 @@ class SweepConfig(Model):
     shards: int = Field(default=1, ge=1)
     heartbeat_url: str | None = None
     digest_after: int = Field(default=3, ge=1)
+    # What a failure seen from fewer locations than the quorum makes a monitor: UP with a
+    # regional warning, or DEGRADED.
+    below_quorum: Literal["warn", "degraded"] = "warn"
+    # How long, beyond its own time budget, a sweep waits for its shard and location runs to
+    # be picked up by a worker and report (workers poll every 10-15 s by default).
+    run_grace: Duration = timedelta(seconds=60)
+
+
+class Location(Model):
+    """Where probes run: a Prefect work pool (and optionally one of its queues) with its own
+    workers; `local` (no pool) is the machine running the sweep."""
+
+    pool: str | None = None
+    queue: str | None = None
+
+
+LOCAL = "local"
 
 
 # --- databases and the backup family ----------------------------------------------------
@@ -449,6 +473,7 @@ class Config(Model):
     routes: dict[Severity, list[str]] = {}
     sweep: SweepConfig = SweepConfig()
     maintenance: list[MaintenanceWindow] = []
+    locations: dict[str, Location] = {}
     monitors: list[Monitor] = []
     databases: list[Database] = []
     backup: BackupConfig = BackupConfig()
@@ -475,6 +500,20 @@ class Config(Model):
 
     def monitor(self, name: str) -> Monitor | None:
         return self.monitors_by_name.get(name)
+
+    def interval_of(self, monitor: Monitor) -> timedelta:
+        """How often `monitor` is checked: its own `interval`, else `sweep.every`."""
+        return monitor.interval or self.sweep.every
+
+    def locations_of(self, monitor: Monitor) -> list[str]:
+        """Where `monitor` is probed from, in `locations:` order; [] without locations."""
+        if monitor.locations is None:
+            return list(self.locations)
+        return [name for name in self.locations if name in monitor.locations]
+
+    def quorum_of(self, monitor: Monitor) -> int:
+        """How many of its locations must see a failure: its `quorum`, else a majority."""
+        return monitor.quorum or len(self.locations_of(monitor)) // 2 + 1
 
     def database(self, name: str) -> Database | None:
         return next((d for d in self.databases if d.name == name), None)
@@ -513,8 +552,14 @@ def cross_check(config: Config) -> list[str]:
                 f"deploys.{target}: a target name must be letters, digits, '_', '.' or '-', "
                 "starting with a letter or digit (it names its lock and artifacts)"
             )
+    errors += _location_errors(config)
     known = {m.name for m in config.monitors}
     for i, monitor in enumerate(config.monitors):
+        if monitor.interval is not None and monitor.interval < config.sweep.every:
+            errors.append(
+                f"monitors[{i}].interval: {format_duration(monitor.interval)} is shorter than "
+                f"sweep.every ({format_duration(config.sweep.every)}), how often sweeps run"
+            )
         for j, dep in enumerate(monitor.depends_on):
             if dep not in known or dep == monitor.name:
                 errors.append(f"monitors[{i}].depends_on[{j}]: no other monitor named {dep!r}")
@@ -532,6 +577,35 @@ def cross_check(config: Config) -> list[str]:
         if check.database and config.database(check.database) is None:
             errors.append(
                 f"restore_test.checks[{j}].database: no database named {check.database!r}"
+            )
+    return errors
+
+
+def _location_errors(config: Config) -> list[str]:
+    """Locations that cannot be run, and monitors naming locations or quorums that do not
+    exist."""
+    errors: list[str] = []
+    for name, location in config.locations.items():
+        if not SEGMENT.fullmatch(name):
+            errors.append(
+                f"locations.{name}: a location name must be letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit (it names its deployment)"
+            )
+        if name == LOCAL and location.pool:
+            errors.append(f"locations.{LOCAL}: is the machine running the sweep; it has no pool")
+        if name != LOCAL and not location.pool:
+            errors.append(f"locations.{name}.pool: required (the work pool its workers poll)")
+    for i, monitor in enumerate(config.monitors):
+        if (monitor.locations or monitor.quorum) and not config.locations:
+            errors.append(f"monitors[{i}]: locations and quorum need `locations:` in the config")
+            continue
+        for j, name in enumerate(monitor.locations or []):
+            if name not in config.locations:
+                errors.append(f"monitors[{i}].locations[{j}]: no location named {name!r}")
+        count = len(config.locations_of(monitor))
+        if monitor.quorum and count and monitor.quorum > count:
+            errors.append(
+                f"monitors[{i}].quorum: {monitor.quorum} is more than its {count} locations"
             )
     return errors
 

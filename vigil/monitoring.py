@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from vigil.alert import SEVERITIES, Alert, Severity
 from vigil.conditions import ConditionResult, Observation, body_status
@@ -110,6 +110,9 @@ class MonitorState:
     last_alert_at: datetime | None = None
     last_error: str | None = None
     failed_conditions: list[str] = field(default_factory=list)
+    # What each location saw at the last check (vigil.sweep.quorum), for monitors probed
+    # from several locations.
+    locations: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from vigil import charts
 from vigil.durations import format_duration, format_size
 from vigil.report import DrillSummary, Report, Slo
+from vigil.sweep.quorum import seen_from
 
 
 def pct(value: float | None, places: int = 3) -> str:
@@ -183,20 +184,33 @@ def to_markdown(report: Report) -> str:
             lines += ["", f"## {title}", "", *_md_table(headers, rows)]
     if report.incidents:
         lines += ["", "## Incidents", ""]
-        lines += _md_table(["monitor", "state", "started", "lasted"], incident_rows(report))
+        lines += _md_table(incident_headers(report), incident_rows(report))
     return "\n".join(lines) + "\n"
 
 
+def incident_headers(report: Report) -> list[str]:
+    """The incidents table's columns; `seen from` when monitors are checked from several
+    locations (what each saw when the incident began)."""
+    headers = ["monitor", "state", "started", "lasted"]
+    return [*headers, "seen from"] if _located(report) else headers
+
+
 def incident_rows(report: Report, limit: int = 50) -> list[list[str]]:
+    located = _located(report)
     return [
         [
             i["monitor"],
             i["state"],
             i["started_at"].strftime("%Y-%m-%d %H:%M"),
             minutes(i["minutes"]) + (" (ongoing)" if i["ongoing"] else ""),
+            *([seen_from(i.get("cause")) or ""] if located else []),
         ]
         for i in report.incidents[:limit]
     ]
+
+
+def _located(report: Report) -> bool:
+    return any(seen_from(i.get("cause")) for i in report.incidents)
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -284,7 +298,7 @@ def to_html(report: Report) -> str:
     if report.incidents:
         table = _html_table(
             "Incidents, newest first",
-            ["monitor", "state", "started", "lasted"],
+            incident_headers(report),
             incident_rows(report),
         )
         sections.append(_html_section("incidents", "Incidents", table))

@@ -78,6 +78,8 @@ class MonitorLine:
     flow_run_id: str | None
     link: str | None
     attention: str | None = None
+    # What its locations saw, when not all alike ("DOWN from eu-west, up from us-east").
+    locations: str | None = None
 
 
 @dataclass
@@ -209,11 +211,11 @@ def monitor_lines(
         CheckResult.flow_run_id,
     ).outerjoin(CheckResult, last_check)
     found = {row[0].monitor: row for row in session.execute(query)}
-    stale_after = max(config.sweep.every * STALE_SWEEPS, MIN_STALE)
     lines = []
     for monitor in config.monitors:
         row = found.get(monitor.name)
         line = _monitor_line(monitor.name, row, ui_url)
+        stale_after = max(config.interval_of(monitor) * STALE_SWEEPS, MIN_STALE)
         line.attention = _monitor_attention(line, now, stale_after)
         if row is not None and line.attention is None:
             line.attention = pending(row[0], monitor.failure_threshold)
@@ -226,6 +228,7 @@ def _monitor_line(name: str, row: Any, ui_url: str | None) -> MonitorLine:
         return MonitorLine(name, UNKNOWN, None, None, False, None, None, None, None, None)
     state, in_maintenance, latency, tls, run_id = row
     problem = "; ".join(state.failed_conditions) or state.last_error
+    shown = problem if state.state in (DOWN, DEGRADED) else None
     return MonitorLine(
         name=name,
         state=state.state,
@@ -234,10 +237,24 @@ def _monitor_line(name: str, row: Any, ui_url: str | None) -> MonitorLine:
         in_maintenance=bool(in_maintenance),
         latency_ms=latency,
         tls_days_left=tls,
-        problem=problem if state.state in (DOWN, DEGRADED) else None,
+        problem=shown,
         flow_run_id=run_id,
         link=run_link(ui_url, run_id),
+        locations=_locations(state.locations, shown),
     )
+
+
+def _locations(record: dict[str, Any] | None, problem: str | None) -> str | None:
+    """The locations' words, unless every location saw the same or the problem says it."""
+    if not record:
+        return None
+    from vigil.sweep.quorum import LocationView
+
+    view = LocationView.from_record(record)
+    if not (view.failing or view.silent or len(set(view.saw.values())) > 1):
+        return None
+    words = view.words()
+    return None if problem and words in problem else words
 
 
 def _monitor_attention(line: MonitorLine, now: datetime, stale_after: timedelta) -> str | None:
@@ -450,7 +467,12 @@ def _monitor_heading(monitors: list[MonitorLine]) -> str:
 
 
 def _worth_a_line(line: MonitorLine) -> bool:
-    return line.state != UP or line.attention is not None or line.in_maintenance
+    return (
+        line.state != UP
+        or line.attention is not None
+        or line.in_maintenance
+        or line.locations is not None
+    )
 
 
 def _monitor_text(line: MonitorLine, now: datetime) -> str:
@@ -460,6 +482,8 @@ def _monitor_text(line: MonitorLine, now: datetime) -> str:
         text += "  [maintenance]"
     if line.problem:
         text += f"  {line.problem[:120]}"
+    if line.locations:
+        text += f"  [{line.locations}]"
     if line.attention and not line.attention.startswith(line.state):
         text += f"  ({line.attention})"
     return _with_link(text, line.link)

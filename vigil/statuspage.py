@@ -122,6 +122,8 @@ class Service:
     label: str
     state: str
     days: list[Day]
+    # What its locations saw when they did not agree ("DOWN from eu-west, up from us-east").
+    regions: str = ""
 
     @property
     def uptime_pct(self) -> float | None:
@@ -200,7 +202,11 @@ def build(
     names = [m.name for m in public]
     states = _current_states(config, store, public, now)
     days = _days_by_monitor(config, store, names, now)
-    services = {m.name: Service(_label(m), states[m.name], days[m.name]) for m in public}
+    regions = _regions(store, names) if config.locations else {}
+    services = {
+        m.name: Service(_label(m), states[m.name], days[m.name], regions.get(m.name, ""))
+        for m in public
+    }
     overall, overall_text = overall_status(list(states.values()))
     return StatusPage(
         title=settings.title,
@@ -246,6 +252,21 @@ def _current_states(
         m.name: MAINTENANCE if in_maintenance(config, m.name, now) else rows.get(m.name, UNKNOWN)
         for m in public
     }
+
+
+def _regions(store: Store, names: list[str]) -> dict[str, str]:
+    """What the locations saw at each monitor's last check, where they did not agree."""
+    from vigil.sweep.quorum import LocationView
+
+    with store.session() as session:
+        query = select(MonitorState).where(MonitorState.monitor.in_(names))
+        records = {s.monitor: s.locations for s in session.scalars(query) if s.locations}
+    found = {}
+    for name, record in records.items():
+        view = LocationView.from_record(record)
+        if view.failing or view.silent or len(set(view.saw.values())) > 1:
+            found[name] = view.words()
+    return found
 
 
 def _days_by_monitor(
@@ -433,10 +454,16 @@ def _service(service: Service, key: str, heading: str) -> str:
     days = service.days
     return (
         f'<li class="service"><div class="row"><{heading}>{esc(service.label)}</{heading}>'
-        f"{_badge(service.state)}</div>{_bars(service, key)}"
+        f"{_badge(service.state)}</div>{_regions_note(service)}{_bars(service, key)}"
         f'<p class="scale" aria-hidden="true"><span>{len(days)} days ago</span>'
         f"<span>{_pct(service.uptime_pct)} uptime</span><span>Today</span></p></li>"
     )
+
+
+def _regions_note(service: Service) -> str:
+    if not service.regions:
+        return ""
+    return f'<p class="regions">Seen {html.escape(service.regions)}</p>'
 
 
 def _bars(service: Service, key: str) -> str:
@@ -527,6 +554,7 @@ def as_json(page: StatusPage) -> dict[str, Any]:
             {
                 "name": s.label,
                 "state": STATE_WORDS[s.state],
+                **({"regions": s.regions} if s.regions else {}),
                 "uptime_pct": s.uptime_pct,
                 "days": [
                     {"day": str(d.day), "uptime_pct": d.uptime_pct, "level": d.level}

@@ -33,7 +33,7 @@ from vigil.redact import redact, redact_data
 
 # The Alembic revision these models describe; open_store compares it with the database's
 # recorded revision so an up-to-date store opens without loading Alembic at all.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 # Named constraints let future SQLite batch migrations drop or alter them by name.
 NAMING_CONVENTION = {
@@ -125,6 +125,8 @@ class CheckResult(Base, kw_only=True):
     error: Mapped[str | None] = mapped_column(RedactedText, default=None)
     in_maintenance: Mapped[bool] = mapped_column(default=False)
     flow_run_id: Mapped[str | None] = mapped_column(default=None)
+    # What each location saw, for a monitor probed from several (vigil.sweep.quorum).
+    locations: Mapped[dict[str, Any] | None] = mapped_column(RedactedJSON, default=None)
 
 
 class HourlyRollup(Base, kw_only=True):
@@ -157,6 +159,7 @@ class MonitorState(Base, kw_only=True):
     failed_conditions: Mapped[list[str]] = mapped_column(
         RedactedJSON, default_factory=list, insert_default=list
     )
+    locations: Mapped[dict[str, Any] | None] = mapped_column(RedactedJSON, default=None)
 
 
 class ShardHandoff(Base, kw_only=True):

@@ -7,13 +7,14 @@ moves once per sweep and no alert is planned twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from vigil.config import Config, Monitor
 from vigil.maintenance import monitors_in_maintenance
 from vigil.monitoring import DOWN, UNKNOWN, MonitorState, Transition, advance
 from vigil.sweep.checks import MonitorCheck
+from vigil.sweep.quorum import LocationView
 
 
 @dataclass
@@ -26,13 +27,23 @@ class SweepDecision:
     after: dict[str, MonitorState]
     transitions: list[Transition] = field(default_factory=list)
     maintenance: set[str] = field(default_factory=set)
+    # What each location saw, for monitors probed from several (vigil.sweep.quorum).
+    locations: dict[str, LocationView] = field(default_factory=dict)
 
 
 def decide(
-    config: Config, checks: list[MonitorCheck], before: dict[str, MonitorState], at: datetime
+    config: Config,
+    checks: list[MonitorCheck],
+    before: dict[str, MonitorState],
+    at: datetime,
+    locations: dict[str, LocationView] | None = None,
 ) -> SweepDecision:
-    """Advance each monitor's state with this sweep's verdict."""
-    decision = SweepDecision(at=at, checks=checks, before=before, after=dict(before))
+    """Advance each monitor's state with this sweep's verdict (the quorum's, for a monitor
+    probed from several locations: `locations` holds what each saw)."""
+    views = locations or {}
+    decision = SweepDecision(
+        at=at, checks=checks, before=before, after=dict(before), locations=views
+    )
     in_maintenance = monitors_in_maintenance(config, at)
     for check in checks:
         name = check.monitor.name
@@ -43,7 +54,8 @@ def decide(
         state, transition = advance(
             check.monitor, prior, check.verdict, check.failed, check.obs.error, at, quiet
         )
-        decision.after[name] = state
+        view = views.get(name)
+        decision.after[name] = replace(state, locations=view.record()) if view else state
         if transition is not None:
             decision.transitions.append(transition)
     return decision

@@ -36,19 +36,39 @@ class RunState:
     degraded: bool
 
 
-def run_state(decision: SweepDecision, alerts_sent: int, unchecked: list[Monitor]) -> RunState:
+def run_state(
+    decision: SweepDecision, alerts_sent: int, unchecked: list[Monitor], not_due: int = 0
+) -> RunState:
     """The sweep's final state: `Outage` when anything is DOWN, else `Incomplete` when some
-    monitors were not checked (a shard did not report), else Completed (named `Degraded`
-    when something is degraded)."""
+    monitors were not checked (a shard or location did not report), else Completed (named
+    `Degraded` when something is degraded). Monitors whose interval has not come round
+    (`not_due`) are counted, not checked."""
     tally = counts(decision)
     summary = sweep_summary(decision, alerts_sent)
     message = headline(decision)
     problem = "Outage" if tally[DOWN] else None
     if unchecked:
         summary["unchecked"] = sorted(m.name for m in unchecked)
-        message += f"; {len(unchecked)} not checked (a shard did not report)"
+        why = "a location did not report" if decision.locations else "a shard did not report"
+        message += f"; {len(unchecked)} not checked ({why})"
         problem = problem or "Incomplete"
+    silent = sorted({loc for v in decision.locations.values() for loc in v.silent})
+    if silent:
+        summary["silent_locations"] = silent
+        message += f"; no report from {', '.join(silent)}"
+    if not_due:
+        summary["not_due"] = not_due
+        message += f"; {not_due} not due"
     return RunState(problem, summary, message, bool(tally[DEGRADED]))
+
+
+def regional(decision: SweepDecision) -> list[str]:
+    """Monitors UP or DEGRADED although some of their locations saw them fail."""
+    return sorted(
+        name
+        for name, view in decision.locations.items()
+        if view.regional and name in decision.after and decision.after[name].state != DOWN
+    )
 
 
 PENDING = "PENDING"
@@ -78,6 +98,12 @@ def headline(decision: SweepDecision) -> str:
         if len(down) > _NAMES_SHOWN:
             shown += f" and {len(down) - _NAMES_SHOWN} more"
         text += f" ({shown} down)"
+    warned = regional(decision)
+    if warned:
+        shown = ", ".join(warned[:_NAMES_SHOWN])
+        if len(warned) > _NAMES_SHOWN:
+            shown += f" and {len(warned) - _NAMES_SHOWN} more"
+        text += f"; failing from some locations: {shown}"
     return text
 
 
@@ -94,6 +120,16 @@ def sweep_summary(decision: SweepDecision, alerts_sent: int) -> dict[str, Any]:
         "transitions": [f"{t.monitor}: {t.kind}" for t in decision.transitions],
         "alerts": alerts_sent,
         "down_monitors": _down(decision),
+        **({"locations": _location_words(decision)} if decision.locations else {}),
+    }
+
+
+def _location_words(decision: SweepDecision) -> dict[str, str]:
+    """What each monitor's locations saw, for monitors not seen alike from all of them."""
+    return {
+        name: view.words()
+        for name, view in decision.locations.items()
+        if view.failing or view.silent or len(set(view.saw.values())) > 1
     }
 
 
@@ -111,10 +147,13 @@ def table(decision: SweepDecision) -> tuple[list[dict[str, Any]], int]:
         key=lambda c: (STATE_ORDER.get(decision.after[c.monitor.name].state, 9), c.monitor.name),
     )
     rows = []
+    views = decision.locations
     for check in ordered[:ARTIFACT_ROWS]:
         state = decision.after[check.monitor.name]
         latency = check.obs.response_time
         since = state.since
+        view = views.get(check.monitor.name) if views else None
+        where = {"locations": view.words() if view else ""} if views else {}
         rows.append(
             {
                 "monitor": check.monitor.name,
@@ -123,6 +162,7 @@ def table(decision: SweepDecision) -> tuple[list[dict[str, Any]], int]:
                 "latency": "-" if latency is None else format_duration(timedelta(seconds=latency)),
                 "failed conditions": "; ".join(check.failed) or (check.obs.error or ""),
                 "since": since.strftime("%Y-%m-%d %H:%M UTC") if since else "",
+                **where,
             }
         )
     return rows, max(0, len(ordered) - ARTIFACT_ROWS)

@@ -47,9 +47,11 @@ def states_from_store(rows: Mapping[str, Any]) -> dict[str, MonitorState]:
 def check_rows(decision: SweepDecision, flow_run_id: str | None) -> list[dict[str, Any]]:
     """One `check_results` row per monitor probed."""
     rows = []
+    views = decision.locations
     for check in decision.checks:
         obs, name = check.obs, check.monitor.name
         tls = obs.certificate_expiration
+        view = views.get(name) if views else None
         rows.append(
             {
                 "monitor": name,
@@ -63,6 +65,7 @@ def check_rows(decision: SweepDecision, flow_run_id: str | None) -> list[dict[st
                 "error": obs.error,
                 "in_maintenance": name in decision.maintenance,
                 "flow_run_id": flow_run_id,
+                "locations": view.record() if view else None,
             }
         )
     return rows

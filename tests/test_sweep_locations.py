@@ -1,0 +1,311 @@
+"""Checks from several locations, for real on this machine: a Prefect server, one process
+work pool per location with its own `prefect worker start --pool ...`, the deployments
+`vigil locations deploy` registers, and `vigil sweep` fanning out to them.
+
+Each location's worker is given its own name in LOCATION, and every monitor's URL has it
+in its path (`/${LOCATION}/api`), so the test decides what each location sees of the same
+target, as a regional network problem would: quorum met, quorum not met, a monitor limited
+to one location, and a location whose worker was stopped (it does not report). Alerts go to
+a local Slack webhook receiver; the runs' logs are read back for tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.fixtures.prefect_server import PrefectServer, prefect_cli, spawn, stop, wait_for
+from tests.fixtures.receivers import HttpReceiver, Reply
+from tests.fixtures.targets import HttpTarget
+from vigil.store import CheckResult, MonitorState, open_store
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).parents[1]
+LOCATIONS = ("eu-west", "us-east", "ap-south")
+
+
+@dataclass
+class Fleet:
+    server: PrefectServer
+    root: Path
+    target: HttpTarget
+    slack: HttpReceiver
+    prefix: str
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "vigil.yaml"
+
+    @property
+    def store_url(self) -> str:
+        return f"sqlite:///{self.root / 'vigil.db'}"
+
+    def log(self, location: str) -> Path:
+        return self.root / f"worker-{location}.log"
+
+    def see(self, path: str, **statuses: int) -> None:
+        """What each location sees at `path` (eu_west=503 ...); the others see 200."""
+        for location in LOCATIONS:
+            status = statuses.get(location.replace("-", "_"), 200)
+            self.target.set(f"/{location}{path}", status=status)
+
+    def vigil(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vigil", "-c", str(self.config), *args],
+            env=self.server.client_env(self.root / "parent", LOCATION="parent", COLUMNS="300"),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+
+    def sweep(self) -> dict[str, Any]:
+        done = self.vigil("sweep", "--json")
+        assert "Traceback" not in done.stderr, done.stderr
+        return json.loads(done.stdout)
+
+
+CONFIG = """
+store: {{url: '{store}'}}
+channels: {{slack: {{type: slack, webhook_url: '{slack}'}}}}
+routes: {{critical: [slack], high: [slack], medium: [slack], low: [slack]}}
+sweep: {{run_grace: 25s}}
+status_page: {{out: '{site}'}}
+locations:
+  eu-west: {{pool: {prefix}-eu-west}}
+  us-east: {{pool: {prefix}-us-east}}
+  ap-south: {{pool: {prefix}-ap-south, queue: south}}
+monitors:
+  - name: api
+    url: "http://127.0.0.1:{port}/${{LOCATION:-none}}/api"
+    failure_threshold: 1
+    timeout: 2s
+    public: true
+  - name: eu-only
+    url: "http://127.0.0.1:{port}/${{LOCATION:-none}}/eu"
+    locations: [eu-west]
+    failure_threshold: 1
+    timeout: 2s
+"""
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    root = tmp_path_factory.mktemp("locations")
+    target, slack = HttpTarget(), HttpReceiver(Reply(200, "ok"))
+    prefix = f"vigil-loc-{root.name[-6:]}".replace("_", "-")
+    fleet = Fleet(prefect_server, root, target, slack, prefix)
+    fleet.config.write_text(
+        CONFIG.format(
+            site=root / "site",
+            store=fleet.store_url,
+            slack=slack.url,
+            prefix=prefix,
+            port=target.port,
+        )
+    )
+    try:
+        for location in LOCATIONS:
+            prefect_server.cli("work-pool", "create", f"{prefix}-{location}", "--type", "process")
+        deployed = fleet.vigil("locations", "deploy")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        south = f"ap-south: deployment uptime-sweep-shard/ap-south on pool {prefix}-ap-south"
+        assert f"{south}, queue south" in deployed.stdout
+        for location in LOCATIONS:
+            env = prefect_server.client_env(
+                root / location,
+                VIGIL_CHECKOUT=str(ROOT),
+                VIGIL_CONFIG=str(fleet.config),
+                PREFECT_WORKER_QUERY_SECONDS="1",
+                LOCATION=location,
+            )
+            pool = f"{prefix}-{location}"
+            command = prefect_cli("worker", "start", "--pool", pool, "--name", f"w-{location}")
+            if location == "ap-south":
+                command += ["--work-queue", "south"]
+            fleet.workers[location] = spawn(command, env, fleet.log(location), cwd=root)
+        with prefect_server.client() as client:
+            for location in LOCATIONS:
+                pool = f"{prefix}-{location}"
+                wait_for(
+                    lambda pool=pool: client.read_workers_for_work_pool(pool),
+                    60,
+                    f"the {location} worker to join its pool",
+                    fleet.log(location),
+                )
+        yield fleet
+    finally:
+        for worker in fleet.workers.values():
+            stop(worker)
+        target.close()
+        slack.close()
+
+
+def slack_texts(fleet: Fleet, count: int) -> list[str]:
+    fleet.slack.wait_for(count, timeout=10)
+    time.sleep(0.5)
+    return [json.dumps(body) for body in fleet.slack.json_bodies()]
+
+
+def states(fleet: Fleet) -> dict[str, tuple[str, Any]]:
+    with open_store(fleet.store_url) as store, store.session() as session:
+        return {s.monitor: (s.state, s.locations) for s in session.scalars(select(MonitorState))}
+
+
+def no_tracebacks(fleet: Fleet, locations: tuple[str, ...] = LOCATIONS) -> None:
+    for location in locations:
+        text = fleet.log(location).read_text(errors="replace")
+        assert "Traceback" not in text, text[-3000:]
+
+
+def test_down_when_the_quorum_sees_it_and_from_the_one_location_it_is_limited_to(
+    fleet: Fleet,
+) -> None:
+    fleet.see("/api", eu_west=503, us_east=503)
+    fleet.see("/eu")
+    summary = fleet.sweep()
+    assert summary["down_monitors"] == ["api"] and summary["up"] == 1, summary
+    assert summary["locations"]["api"] == "DOWN from eu-west and us-east, up from ap-south"
+    [alert] = slack_texts(fleet, 1)
+    assert "api is DOWN" in alert
+    assert "DOWN from eu-west and us-east, up from ap-south" in alert
+    found = states(fleet)
+    assert found["api"][0] == "DOWN"
+    assert found["api"][1]["saw"] == {"eu-west": "failed", "us-east": "failed", "ap-south": "ok"}
+    assert found["eu-only"] == (
+        "UP",
+        {"quorum": 1, "saw": {"eu-west": "ok"}, "why": {}, "silent": []},
+    )
+    assert fleet.target.hits.get("/us-east/eu") is None, "eu-only is probed from eu-west only"
+    assert fleet.target.hits["/eu-west/eu"] == 1
+    runs = location_runs(fleet)
+    assert {r.parameters["location"]: r.work_pool_name for r in runs} == {
+        loc: f"{fleet.prefix}-{loc}" for loc in LOCATIONS
+    }
+    assert all(r.state.is_completed() for r in runs), [r.state for r in runs]
+    assert all(r.labels["prefect.worker.name"] == f"w-{r.parameters['location']}" for r in runs)
+    no_tracebacks(fleet)
+
+
+def test_below_the_quorum_it_is_up_with_a_regional_warning(fleet: Fleet) -> None:
+    fleet.slack.reset()
+    fleet.see("/api", ap_south=503)
+    fleet.see("/eu", eu_west=503)
+    summary = fleet.sweep()
+    assert summary["up"] == 1 and summary["down_monitors"] == ["eu-only"], summary
+    assert summary["locations"]["api"] == "DOWN from ap-south, up from eu-west and us-east"
+    texts = slack_texts(fleet, 2)
+    [recovered] = [t for t in texts if "api RECOVERED" in t]
+    [down] = [t for t in texts if "eu-only is DOWN" in t]
+    assert "DOWN from eu-west" in down and "[STATUS] 503" in down
+    assert states(fleet)["api"][0] == "UP"
+    status = fleet.vigil("status")
+    lines = [line for line in status.stdout.splitlines() if " api " in line]
+    assert len(lines) == 1, status.stdout + status.stderr
+    [line] = lines
+    assert "UP" in line and "[DOWN from ap-south, up from eu-west and us-east]" in line, (
+        status.stdout
+    )
+    with open_store(fleet.store_url) as store, store.session() as session:
+        [latest] = session.scalars(
+            select(CheckResult)
+            .where(CheckResult.monitor == "api")
+            .order_by(CheckResult.id.desc())
+            .limit(1)
+        )
+    assert latest.ok and latest.locations["why"] == {"ap-south": "[STATUS] 503, expected < 400"}
+    assert recovered
+    page = json.loads((fleet.root / "site" / "status.json").read_text())
+    [api] = page["services"]
+    assert api["state"] == "Operational", api
+    assert api["regions"] == "DOWN from ap-south, up from eu-west and us-east"
+    assert "Seen DOWN from ap-south" in (fleet.root / "site" / "index.html").read_text()
+    no_tracebacks(fleet)
+
+
+def test_a_location_that_does_not_report_is_named_and_not_counted(fleet: Fleet) -> None:
+    fleet.slack.reset()
+    stop(fleet.workers.pop("ap-south"))
+    fleet.see("/api", eu_west=503, us_east=503)
+    fleet.see("/eu")
+    summary = fleet.sweep()
+    assert summary["silent_locations"] == ["ap-south"], summary
+    assert summary["locations"]["api"] == "DOWN from eu-west and us-east, no report from ap-south"
+    assert summary["down_monitors"] == ["api"], "2 of 3 is the quorum whoever stays silent"
+    texts = slack_texts(fleet, 2)
+    [down] = [t for t in texts if "api is DOWN" in t]
+    assert "no report from ap-south" in down
+    assert any("eu-only RECOVERED" in t for t in texts)
+    # Now only one of three reports a failure: too few to call it DOWN or UP.
+    fleet.slack.reset()
+    stop(fleet.workers.pop("us-east"))
+    summary = fleet.sweep()
+    assert summary["unchecked"] == ["api"] and summary["silent_locations"] == [
+        "ap-south",
+        "us-east",
+    ]
+    assert states(fleet)["api"][0] == "DOWN", "kept: no location saw it come back"
+    assert not fleet.slack.requests
+    ap_runs = [r for r in location_runs(fleet) if r.parameters["location"] == "ap-south"]
+    assert ap_runs[-1].state.type.value in ("CANCELLED", "CANCELLING"), ap_runs[-1].state
+    no_tracebacks(fleet, ("eu-west",))
+
+
+def location_runs(fleet: Fleet) -> list[Any]:
+    """The location runs of the newest sweep."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    with fleet.server.client() as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["uptime"]))
+        )
+    mine = [r for r in runs if r.parameters.get("location")]
+    newest = max(mine, key=lambda r: r.created).parameters["sweep_id"]
+    return [r for r in mine if r.parameters["sweep_id"] == newest]
+
+
+def test_locations_deploy_names_a_pool_that_does_not_exist(
+    prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "vigil.yaml"
+    config.write_text(
+        "locations:\n  local: {}\n  mars: {pool: no-such-pool-here, queue: q}\n"
+        "monitors:\n  - {name: a, url: 'http://127.0.0.1:9/'}\n"
+        "  - {name: b, url: 'http://127.0.0.1:9/', locations: [mars]}\n"
+    )
+
+    def vigil(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vigil", "-c", str(config), *args],
+            env=prefect_server.client_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    listed = vigil("locations", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "local: the machine running the sweep; 1 monitor",
+        "mars: pool no-such-pool-here, queue q; 2 monitors",
+    ]
+    deployed = vigil("locations", "deploy")
+    assert deployed.returncode == 1, deployed.stdout + deployed.stderr
+    assert deployed.stdout.splitlines() == [
+        "local: probed by the sweep itself",
+        "mars: no work pool 'no-such-pool-here'; create it with "
+        "`prefect work-pool create no-such-pool-here --type process`",
+    ]
+    assert "Traceback" not in deployed.stderr

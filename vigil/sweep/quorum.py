@@ -1,0 +1,156 @@
+"""Checks from several locations: one verdict per monitor from what each location saw.
+
+A monitor probed from several locations (`locations:` in the config) is DOWN only when at
+least its `quorum` of them saw it fail: a network problem between one location and the app
+is not an outage users see. A failure seen from fewer locations is recorded per location
+and shown: the monitor stays UP with a regional warning, or is DEGRADED when the config says
+`below_quorum: degraded`. A location whose run did not report is named ("no report from
+ap-south") and counted neither way; when the locations that did report all saw a failure
+but are too few for the quorum, the sweep learned nothing it can act on and the monitor
+keeps its state, like a monitor no shard reported on.
+
+The verdict that comes out is an ordinary `MonitorCheck`, so thresholds, alerts, records,
+uptime and SLOs downstream use the quorum's word; its first failed line says which
+locations saw what ("DOWN from eu-west and us-east, up from ap-south"), so alerts, the
+table, incidents and reports carry it without knowing about locations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vigil.conditions import ConditionResult
+from vigil.config import Config, Monitor
+from vigil.monitoring import MonitorVerdict
+from vigil.sweep.checks import MonitorCheck
+
+LOCATIONS = "[LOCATIONS]"
+_SAW = {"failed": "DOWN", "degraded": "degraded", "ok": "up"}
+
+
+@dataclass(frozen=True)
+class LocationView:
+    """What each of a monitor's locations saw in one sweep."""
+
+    saw: dict[str, str]  # location -> "ok" | "degraded" | "failed", those that reported
+    why: dict[str, str]  # location -> what failed there
+    silent: tuple[str, ...]  # locations whose run did not report
+    quorum: int
+
+    @property
+    def failing(self) -> list[str]:
+        return [name for name, seen in self.saw.items() if seen == "failed"]
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether enough locations saw the failure for the monitor to be failing."""
+        return len(self.failing) >= self.quorum
+
+    @property
+    def regional(self) -> bool:
+        """A failure seen from some locations, fewer than the quorum."""
+        return bool(self.failing) and not self.confirmed
+
+    def words(self) -> str:
+        """`DOWN from eu-west and us-east, up from ap-south`, then the silent ones."""
+        parts = []
+        for verdict in ("failed", "degraded", "ok"):
+            names = [name for name, seen in self.saw.items() if seen == verdict]
+            if names:
+                parts.append(f"{_SAW[verdict]} from {_and(names)}")
+        if self.silent:
+            parts.append(f"no report from {_and(list(self.silent))}")
+        return ", ".join(parts)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON kept with the check and the monitor's state."""
+        return {
+            "quorum": self.quorum,
+            "saw": dict(self.saw),
+            "why": dict(self.why),
+            "silent": list(self.silent),
+        }
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> LocationView:
+        return cls(
+            saw=dict(data.get("saw", {})),
+            why=dict(data.get("why", {})),
+            silent=tuple(data.get("silent", ())),
+            quorum=int(data.get("quorum", 1)),
+        )
+
+
+_WORDS_START = tuple(f"{word} from " for word in _SAW.values())
+
+
+def seen_from(cause: str | None) -> str | None:
+    """The locations' words at the head of a recorded cause (an incident's, a check's
+    failed conditions joined), if it has them."""
+    if not cause:
+        return None
+    head = cause.split("; ", 1)[0]
+    return head if head.startswith(_WORDS_START) else None
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def combine(
+    monitor: Monitor,
+    expected: list[str],
+    found: dict[str, MonitorCheck],
+    quorum: int,
+    below_quorum: str,
+) -> tuple[MonitorCheck | None, LocationView]:
+    """The monitor's check for this sweep from the checks of its `expected` locations that
+    reported (`found`, by location); None when nothing conclusive was seen."""
+    view = LocationView(
+        saw={name: found[name].verdict for name in expected if name in found},
+        why={
+            name: "; ".join(found[name].failed) or found[name].obs.error or "failed"
+            for name in expected
+            if name in found and found[name].verdict == "failed"
+        },
+        silent=tuple(name for name in expected if name not in found),
+        quorum=quorum,
+    )
+    verdict: MonitorVerdict
+    if view.confirmed:
+        base = found[view.failing[0]]
+        verdict = "failed"
+    else:
+        answering = [name for name in view.saw if view.saw[name] != "failed"]
+        if not answering:
+            return None, view
+        degraded = [name for name in answering if view.saw[name] == "degraded"]
+        base = found[(degraded or answering)[0]]
+        verdict = "degraded" if degraded or (view.failing and below_quorum == "degraded") else "ok"
+    results = list(base.results)
+    if view.failing:
+        results.insert(0, ConditionResult(LOCATIONS, False, view.words()))
+    check = MonitorCheck(monitor, base.obs, results, verdict, retried=base.retried)
+    return check, view
+
+
+def by_quorum(
+    config: Config, monitors: list[Monitor], found: dict[str, dict[str, MonitorCheck]]
+) -> tuple[list[MonitorCheck], list[Monitor], dict[str, LocationView]]:
+    """Every monitor's check from what its locations handed over (`found`: location ->
+    monitor name -> check), the monitors with nothing conclusive, and each one's view."""
+    checks, missing, views = [], [], {}
+    for monitor in monitors:
+        expected = config.locations_of(monitor)
+        seen = {
+            loc: found[loc][monitor.name] for loc in expected if monitor.name in found.get(loc, {})
+        }
+        below = monitor.below_quorum or config.sweep.below_quorum
+        check, view = combine(monitor, expected, seen, config.quorum_of(monitor), below)
+        views[monitor.name] = view
+        if check is None:
+            missing.append(monitor)
+        else:
+            checks.append(check)
+    return checks, missing, views
