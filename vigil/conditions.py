@@ -152,16 +152,18 @@ class Condition:
         return self.text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a sweep of 100,000 monitors keeps 200,000
 class ConditionResult:
     condition: str
     ok: bool
     detail: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Observation:
-    """What a probe saw; the body's JSON is parsed on first need and then reused."""
+    """What a probe saw; the body's JSON is parsed on first need and then reused.
+
+    Slotted: a sweep keeps one per monitor until it ends (~200 bytes less each)."""
 
     status: int | None = None
     body: bytes | None = None
