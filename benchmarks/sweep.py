@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.sweep --n 10000 --repeat 5
     .venv/bin/python -m benchmarks.sweep --n 10000 --whole-process   # `vigil sweep -c {config}`
     .venv/bin/python -m benchmarks.sweep --whole-process "vigil sweep -c {config} --json"
+    .venv/bin/python -m benchmarks.sweep --n 100000 --repeat 3 --whole-process   # issue 19
 
 Every monitor has its own URL path and the conditions `[STATUS] == 200` and
 `[BODY].status == ok`; the target (benchmarks/targets.py) runs in a process of its own.
@@ -23,10 +24,13 @@ and repeated, and medians reported, because the machine may be busy with other w
                  of a schedule, states in the store and the config's parse cached
 
 With --whole-process, whole commands are timed from exec to exit: the given command (its
-`{config}`, `{base}` and `{n}` are filled in; the config is generated), and the bare httpx
-and aiohttp loops as processes of their own. Peak RSS is the command's own process, not
-its children. `vigil sweep` uses the Prefect API it finds, or starts a local server on
-127.0.0.1:4200 and leaves it running: time a second run for the steady state.
+`{config}`, `{base}` and `{n}` are filled in; the config is generated), and the bare
+aiohttp loop (with `httpx` in --variants, the bare httpx loop too: ~28 s at 10,000) as
+processes of their own, interleaved and repeated `--repeat` times. Peak RSS is the
+command's own process, not its children. Each line shows wall, CPU and peak memory with
+their ratios to the bare aiohttp loop's. `vigil sweep` uses the Prefect API it finds, or
+starts a local server on 127.0.0.1:4200 and leaves it running: time a second run for the
+steady state.
 """
 
 from __future__ import annotations
@@ -241,33 +245,54 @@ def compare(variants: list[str], n: int, base: str, repeat: int) -> None:
     report(f"n={n:,} in-process, median of {repeat}", runs)
 
 
-def compare_whole(template: str, n: int, base: str, directory: Path) -> None:
+def compare_whole(
+    template: str,
+    n: int,
+    base: str,
+    directory: Path,
+    repeat: int,
+    *,
+    httpx: bool,
+    baseline: str | None = None,
+) -> None:
     config = write_config(directory, base, n)
+    command = _command(template, config, base, n)
+    loop = [sys.executable, "-m", "benchmarks.sweep", "--base", base, "--n", str(n), "--child"]
+    commands = {"aiohttp": [*loop, "aiohttp"], "command": command}
+    if baseline:  # e.g. the same command from an older checkout, measured in the same hour
+        commands["baseline"] = _command(baseline, config, base, n)
+    if httpx:
+        commands["httpx"] = [*loop, "httpx"]
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, argv in commands.items():
+            runs[name].append(whole(argv))
+    report(f"n={n:,} whole process, median of {repeat} (command: {shlex.join(command)})", runs)
+
+
+def _command(template: str, config: Path, base: str, n: int) -> list[str]:
     command = shlex.split(template.format(config=config, base=base, n=n))
     if command[0] == "vigil":
         command[0] = str(Path(sys.executable).parent / "vigil")
-    loop = [sys.executable, "-m", "benchmarks.sweep", "--base", base, "--n", str(n), "--child"]
-    runs = {
-        "aiohttp": [whole([*loop, "aiohttp"])],
-        "httpx": [whole([*loop, "httpx"])],
-        "command": [whole(command)],
-    }
-    report(f"n={n:,} whole process (command: {shlex.join(command)})", runs)
+    return command
 
 
 def report(title: str, runs: dict[str, list[dict[str, float]]]) -> None:
     reference = statistics.median(r["seconds"] for r in runs["aiohttp"])
     reference_cpu = statistics.median(r["cpu"] for r in runs["aiohttp"])
+    reference_peak = statistics.median(r["peak_mb"] for r in runs["aiohttp"])
     print(f"{title}:")
     for variant, figures in runs.items():
         wall = [r["seconds"] for r in figures]
         cpu = statistics.median(r["cpu"] for r in figures)
-        peak = max(r["peak_mb"] for r in figures)
+        peak = statistics.median(r["peak_mb"] for r in figures)
         spread = f" ({min(wall):.2f}-{max(wall):.2f})" if len(wall) > 1 else ""
         print(
             f"  {variant:<16} wall {statistics.median(wall):6.2f}s{spread}"
             f"  x{statistics.median(wall) / reference:4.2f}"
-            f" | cpu {cpu:6.2f}s x{cpu / reference_cpu:4.2f} | peak RSS {peak:4.0f} MB"
+            f" | cpu {cpu:6.2f}s x{cpu / reference_cpu:4.2f}"
+            f" | peak RSS {peak:4.0f} MB x{peak / reference_peak:4.2f}",
+            flush=True,
         )
 
 
@@ -285,6 +310,12 @@ def main() -> None:
         metavar="COMMAND",
         help=f"also time whole processes (default command: {DEFAULT_COMMAND!r})",
     )
+    parser.add_argument(
+        "--whole-only", action="store_true", help="only the --whole-process comparison"
+    )
+    parser.add_argument(
+        "--baseline", metavar="COMMAND", help="with --whole-process, a second command to time"
+    )
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -297,11 +328,20 @@ def main() -> None:
         print(f"target {base}; concurrency {CONCURRENCY}; {os.cpu_count()} CPUs")
         measure("aiohttp", min(sizes), base)  # warm the target up
         for n in sizes:
-            compare(variants, n, base, args.repeat)
+            if not args.whole_only:
+                compare(variants, n, base, args.repeat)
             if args.whole_process:
                 directory = Path(tmp) / str(n)
                 directory.mkdir()
-                compare_whole(args.whole_process, n, base, directory)
+                compare_whole(
+                    args.whole_process,
+                    n,
+                    base,
+                    directory,
+                    args.repeat,
+                    httpx="httpx" in variants,
+                    baseline=args.baseline,
+                )
 
 
 if __name__ == "__main__":

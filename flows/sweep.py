@@ -43,7 +43,7 @@ def _run_name() -> str:
 def read_states(store_url: str) -> dict[str, MonitorState]:
     """What the previous sweeps left; read while the probes run, which mostly wait."""
     with open_store(store_url) as store:
-        return states_from_store(store.get_monitor_states())
+        return states_from_store(store.monitor_state_rows())
 
 
 @task(name="send alerts", cache_policy=NO_CACHE)

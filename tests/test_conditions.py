@@ -113,7 +113,8 @@ def test_placeholders_of(text: str, placeholder: str) -> None:
         ("has(ok) == true", "has() takes a placeholder"),
         ("len([BODY]) extra > 1", "unexpected text after len(...): ' extra'"),
         ("1 == 2", "no placeholder on either side"),
-        ("[STATUS] == [IP]", "both sides hold a placeholder"),
+        ("[CONNECTED] < [STATUS]", "[CONNECTED] < [STATUS]: true/false only compare with =="),
+        ("[STATUS] == [CONNECTED]", "[STATUS] and [CONNECTED] can never be equal"),
         ("[STATUS] == ok", "[STATUS] compares with numbers, not 'ok'"),
         ("[STATUS] == any(200, 2OO)", "[STATUS] compares with numbers, not '2OO'"),
         ("len([BODY]) > many", "len([BODY]) compares with numbers, not 'many'"),
@@ -309,8 +310,14 @@ def test_body_detail_is_truncated() -> None:
 
 
 def test_detail_escapes_newlines() -> None:
-    result = check("[BODY] == pong", Observation(body=b"line1\nline2\r\n"))
-    assert result.detail == "[BODY] 'line1\\nline2\\r\\n', expected == pong"
+    result = check("[BODY] == pong", Observation(body=b"line1\nline2\r\nline3"))
+    assert result.detail == "[BODY] 'line1\\nline2\\r\\nline3', expected == pong"
+
+
+def test_whole_body_is_compared_without_surrounding_whitespace() -> None:
+    """As in Gatus: a trailing newline is not part of what the body says."""
+    assert ok("[BODY] == pong", Observation(body=b"  pong\r\n"))
+    assert not ok("[BODY] == pong", Observation(body=b"pong pong\n"))
 
 
 def test_body_json_values_of_every_type() -> None:
@@ -539,13 +546,13 @@ def test_len() -> None:
     assert ok("len([BODY].items) > 0", obs)
     assert ok("len([BODY].items) == 3", obs)
     assert ok("len([BODY].name) == 4", obs)
-    assert ok("len([BODY].map) == 1", obs)
+    assert ok("len([BODY].map) == 7", obs)  # as in Gatus: its compact JSON, {"a":1}
     assert ok("len([BODY]) < 100", obs)
     assert ok("3 == len([BODY].items)", obs)
     result = check("len([BODY].none) > 0", obs)
     assert not result.ok
     assert result.detail == "len([BODY].none) 0, expected > 0"
-    assert check("len([BODY].n) > 0", obs).detail == "len([BODY].n) has no length (5)"
+    assert ok("len([BODY].n) == 1", obs)  # as in Gatus: the digits of 5
     assert check("len([BODY].gone) > 0", obs).detail == "len([BODY].gone) missing"
 
 
@@ -554,16 +561,81 @@ def test_len_of_body_counts_text_characters() -> None:
     assert ok("len([BODY]) > 10", Observation(body=b"not json at all"))
 
 
+def test_len_follows_gatus_for_arrays_numbers_booleans_and_null() -> None:
+    assert ok("len([BODY]) == 3", Observation(body=b"[1, 2, 3]"))  # items, not characters
+    assert ok("len([BODY]) == 8", Observation(body=b"[1, 2, 3"))  # not JSON: characters
+    obs = body({"n": 1234, "f": 1.5, "t": True, "no": False, "null": None})
+    assert ok("len([BODY].n) == 4", obs)
+    assert ok("len([BODY].f) == 3", obs)
+    assert ok("len([BODY].t) == 4", obs)
+    assert ok("len([BODY].no) == 5", obs)
+    result = check("len([BODY].null) == 0", obs)
+    assert not result.ok
+    assert result.detail == "len([BODY].null) has no length (null)"
+
+
+def test_has_of_an_empty_body_is_false() -> None:
+    assert ok("has([BODY]) == false", Observation(status=200, body=b""))
+    assert ok("has([BODY]) == true", Observation(status=200, body=b"x"))
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "expected"),
+    [
+        ("[BODY].v == 1", "0x1", True),
+        ("[BODY].v == 255", "0xff", True),
+        ("[BODY].v == 8", "0o10", True),
+        ("[BODY].v == 2", "0b0010", True),
+        ("[BODY].v == 0b10", "0x2", True),
+        ("[BODY].v > 0", "0x1", True),
+        ("[BODY].v < 0", "-0x1", True),
+        ("[BODY].v == 3", "0x2", False),
+        ("[BODY].v > 0", "0x", False),  # not a number at all
+        ("[BODY].v == 0x1g", "0x1g", True),  # text, compared as text
+        ("[STATUS] == 0xC8", None, True),
+    ],
+)
+def test_hex_octal_and_binary_numbers(text: str, value: str | None, expected: bool) -> None:
+    obs = body({"v": value}) if value is not None else Observation(status=200)
+    assert ok(text, obs) is expected
+
+
+def test_two_placeholders_compare_observed_values() -> None:
+    obs = body({"a": "john", "b": "doe", "c": "john", "used": 3, "limit": "0x5", "status": 200})
+    assert ok("[BODY].a != [BODY].b", obs)
+    assert ok("[BODY].a == [BODY].c", obs)
+    assert ok("[BODY].used < [BODY].limit", obs)
+    assert ok("[STATUS] == [BODY].status", obs)
+    result = check("[BODY].a == [BODY].b", obs)
+    assert not result.ok
+    assert result.detail == "[BODY].a 'john', expected == [BODY].b 'doe'"
+    missing = check("[BODY].a == [BODY].gone", obs)
+    assert not missing.ok and missing.detail == "[BODY].gone missing"
+    assert placeholders_of(parse_condition("[STATUS] == [BODY].status")) == {"STATUS", "BODY"}
+
+
+def test_two_placeholders_read_a_number_beside_a_duration_as_milliseconds() -> None:
+    obs = Observation(status=200, body=b'{"max": 500, "text": "2s"}', response_time=0.25)
+    assert ok("[RESPONSE_TIME] < [BODY].max", obs)
+    assert ok("[BODY].max > [RESPONSE_TIME]", obs)
+    assert ok("[RESPONSE_TIME] < [BODY].text", obs)
+    assert not ok("[RESPONSE_TIME] > [BODY].max", obs)
+    slow = Observation(status=200, body=b'{"max": 100}', response_time=0.25)
+    assert check("[BODY].max > [RESPONSE_TIME]", slow).detail == (
+        "[RESPONSE_TIME] 250ms, expected < [BODY].max 100"
+    )
+
+
 def test_has() -> None:
     obs = body({"errors": None, "data": {"x": 1}})
-    assert ok("has([BODY].errors) == true", obs)  # present, even if null
+    assert ok("has([BODY].errors) == false", obs)  # null is not there, as in Gatus
     assert ok("has([BODY].data.x) == true", obs)
     assert ok("has([BODY].warnings) == false", obs)
     assert ok("has([BODY].data.y) == f", obs)
     assert ok("has([BODY].warnings) != true", obs)
-    result = check("has([BODY].errors) == false", obs)
+    result = check("has([BODY].data) == false", obs)
     assert not result.ok
-    assert result.detail == "has([BODY].errors) true, expected == false"
+    assert result.detail == "has([BODY].data) true, expected == false"
 
 
 def test_has_on_non_json_or_missing_body_is_false() -> None:

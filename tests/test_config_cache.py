@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vigil import yamlcache
-from vigil.config import WebhookChannel, load_config
+from vigil.config import WebhookChannel, forget_parsed, load_config
 
 
 def big_config(path: Path, *, monitors: int = 2000, token: str = "${HOOK_TOKEN}") -> Path:
@@ -42,7 +42,9 @@ def test_a_second_load_reads_the_cache_and_gives_the_same_config(
     path = big_config(tmp_path / "vigil.yaml")
     first = load_config(path)
     [slot] = cache_files(home)
-    assert load_config(path) == first
+    assert load_config(path) is first  # the same file and environment: validated once
+    forget_parsed()
+    assert load_config(path) == first  # from the YAML cache
     assert first.maintenance[0].start is not None  # YAML timestamps survive the round trip
     assert slot.stat().st_mode & 0o077 == 0, "the cache is private to its owner"
 
@@ -72,8 +74,21 @@ def test_a_tampered_cache_is_ignored_not_executed(tmp_path: Path, home: Path) ->
     digest, _ = pickle.loads(slot.read_bytes())
     marker = tmp_path / "pwned"
     slot.write_bytes(pickle.dumps((digest, _Evil(str(marker)))))
+    forget_parsed()
     assert len(load_config(path).monitors) == 2000
     assert not marker.exists()
+
+
+def test_a_changed_environment_is_validated_again(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = big_config(tmp_path / "vigil.yaml", monitors=3)
+    first = load_config(path)
+    monkeypatch.setenv("HOOK_TOKEN", "another-token")
+    again = load_config(path)
+    assert again is not first
+    hook = again.channels["hook"]
+    assert isinstance(hook, WebhookChannel) and hook.headers["X-Token"] == "another-token"
 
 
 def test_small_configs_are_not_cached(tmp_path: Path, home: Path) -> None:

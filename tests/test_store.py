@@ -156,6 +156,25 @@ def test_monitor_states_upsert(store: Store) -> None:
     store.save_monitor_states([])
 
 
+def test_big_writes_go_in_batches_in_key_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vigil.store as store_module
+
+    monkeypatch.setattr(store_module, "BATCH_ROWS", 3)
+    names = [f"m{i:02d}" for i in range(10)]
+    store.save_monitor_states([MonitorState(monitor=n, state="UP") for n in reversed(names)])
+    rows = store.monitor_state_rows()
+    assert sorted(rows) == names and {r.state for r in rows.values()} == {"UP"}
+    assert rows["m03"].failed_conditions == [] and rows["m03"].since is None
+    store.add_check_results([check_row(n) for n in names])
+    assert count(store, CheckResult) == 10
+    store.add_rollups([{"monitor": n, "hour": NOW, "count": 1} for n in names * 2])
+    with store.session() as session:
+        totals = dict(session.execute(select(HourlyRollup.monitor, HourlyRollup.count)).all())
+    assert totals == dict.fromkeys(names, 2)
+
+
 def test_add_check_results_bulk_10k(store: Store) -> None:
     """One bulk insert of a 10,000-monitor sweep (its speed is benchmarks/sweep.py's)."""
     rows = [check_row(f"m{i % 500}", checked_at=NOW + timedelta(seconds=i)) for i in range(10_000)]

@@ -75,6 +75,8 @@ _PATH = re.compile(r"(?:\.[^.\[\]]+|\[\d+\])+")
 _PATH_STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
 _CALL = re.compile(r"([A-Za-z_]\w*)\(")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# Integers written in hex, octal or binary ("0x1F", "0o17", "0b1111"), as Gatus reads them.
+_RADIX_NUMBER = re.compile(r"[+-]?0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)")
 
 _SHOWN = 80
 _ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -135,27 +137,33 @@ class _RawValue:
 
 @dataclass(frozen=True)
 class Condition:
-    """A parsed condition; `text` is what the operator wrote, kept for tables and alerts."""
+    """A parsed condition; `text` is what the operator wrote, kept for tables and alerts.
+
+    `other` is the second placeholder of a condition that compares two observed values
+    (`[BODY].used < [BODY].limit`, `[STATUS] == [BODY].status`); `expected` is then unused."""
 
     text: str
     subject: _Subject
     operator: str
     expected: _Expected
+    other: _Subject | None = None
 
     def __str__(self) -> str:
         return self.text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a sweep of 100,000 monitors keeps 200,000
 class ConditionResult:
     condition: str
     ok: bool
     detail: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Observation:
-    """What a probe saw; the body's JSON is parsed on first need and then reused."""
+    """What a probe saw; the body's JSON is parsed on first need and then reused.
+
+    Slotted: a sweep keeps one per monitor until it ends (~200 bytes less each)."""
 
     status: int | None = None
     body: bytes | None = None
@@ -175,8 +183,10 @@ class Observation:
         return self._json
 
     def _body_text(self) -> str:
+        """The body as text without surrounding whitespace (a trailing newline is not
+        part of what `[BODY] == ok` means; Gatus trims it too)."""
         if self._text is None:
-            self._text = (self.body or b"").decode("utf-8", errors="replace")
+            self._text = (self.body or b"").decode("utf-8", errors="replace").strip()
         return self._text
 
 
@@ -219,12 +229,24 @@ def parse_condition(text: str) -> Condition:
         raise ConditionError(f"empty right side of {op}")
     lhs, rhs = _parse_side(left), _parse_side(right)
     if isinstance(lhs, _Subject) and isinstance(rhs, _Subject):
-        raise ConditionError("both sides hold a placeholder; compare a placeholder with a value")
+        return _two_placeholders(text, lhs, op, rhs)
     if isinstance(rhs, _Subject):
         lhs, rhs, op = rhs, lhs, _FLIPPED[op]
     if not isinstance(lhs, _Subject) or isinstance(rhs, _Subject):
         raise ConditionError("no placeholder on either side (write e.g. [STATUS] == 200)")
     return Condition(text, lhs, op, _expectation(lhs, op, rhs))
+
+
+def _two_placeholders(text: str, lhs: _Subject, op: str, rhs: _Subject) -> Condition:
+    """Two observed values compared with each other, refused only when they never can be."""
+    kinds = {lhs.kind, rhs.kind}
+    if "bool" in kinds and op not in _EQUALITY:
+        raise ConditionError(f"{lhs.label} {op} {rhs.label}: true/false only compare with == or !=")
+    if "bool" in kinds and kinds & {"number", "duration"}:
+        raise ConditionError(
+            f"{lhs.label} and {rhs.label} can never be equal (true/false vs a number)"
+        )
+    return Condition(text, lhs, op, _Expected((), None, rhs.label), rhs)
 
 
 def _depths(text: str) -> list[int | None]:
@@ -413,9 +435,12 @@ def _maybe_duration(text: str) -> timedelta | None:
 
 
 def _parse_number(text: str) -> int | Decimal | None:
-    """Exact numbers (int or Decimal) so huge integers and SQL numerics compare exactly."""
+    """Exact numbers (int or Decimal) so huge integers and SQL numerics compare exactly;
+    hex, octal and binary integers too, as Gatus reads `"0x1"` in a body."""
     text = text.strip()
     if not _NUMBER.fullmatch(text):
+        if _RADIX_NUMBER.fullmatch(text):
+            return int(text, 0)
         return None
     try:
         return int(text)
@@ -425,6 +450,8 @@ def _parse_number(text: str) -> int | Decimal | None:
 
 def placeholders_of(cond: Condition) -> frozenset[str]:
     """Tell probes what they must collect (the body, TLS details) for this condition."""
+    if cond.other is not None:
+        return frozenset({cond.subject.placeholder, cond.other.placeholder})
     return frozenset({cond.subject.placeholder})
 
 
@@ -452,6 +479,8 @@ def body_status(obs: Observation) -> str | None:
 
 
 def _evaluate(cond: Condition, obs: Observation) -> tuple[bool, str]:
+    if cond.other is not None:
+        return _evaluate_pair(cond, cond.other, obs)
     subject = cond.subject
     value = _observe(subject, obs)
     if isinstance(value, _Unavailable):
@@ -465,21 +494,66 @@ def _evaluate(cond: Condition, obs: Observation) -> tuple[bool, str]:
     )
 
 
+def _evaluate_pair(cond: Condition, other: _Subject, obs: Observation) -> tuple[bool, str]:
+    """`[BODY].a == [BODY].b`: the right side's value becomes the expected literal."""
+    first, second, op = cond.subject, other, cond.operator
+    left, right = _observe(first, obs), _observe(second, obs)
+    for side, value in ((first, left), (second, right)):
+        if isinstance(value, _Unavailable):
+            return False, f"{side.label} {value.reason}"
+    if isinstance(right, timedelta) and not isinstance(left, timedelta):
+        # the duration's side leads, so the other side is read as milliseconds
+        first, second, left, right, op = second, first, right, left, _FLIPPED[op]
+    expected = _Expected((_literal_of(right, left),), None, second.label)
+    ok, note = _compare(left, op, expected)
+    return ok, (
+        f"{first.label} {_render(left)}, expected {op} {second.label} {_render(right)}{note}"
+    )
+
+
+def _literal_of(value: Any, against: Any) -> _Literal:
+    """An observed value read every way a literal is, to be compared with `against`."""
+    text = _text_of(value)
+    number = _number_of(value)
+    exact = Decimal(str(number)) if isinstance(number, float) else number
+    boolean = value if isinstance(value, bool) else _BOOLS.get(text.lower())
+    duration: timedelta | None = value if isinstance(value, timedelta) else None
+    if duration is None and isinstance(against, timedelta):
+        if exact is not None:
+            duration = timedelta(milliseconds=float(exact))
+        else:
+            duration = _maybe_duration(text)
+    return _Literal(text, exact, boolean, duration)
+
+
 def _observe(subject: _Subject, obs: Observation) -> Any:
     value = _PROBED[subject.placeholder](subject, obs)
     if subject.function == "has":
         if isinstance(value, _Unavailable) and not value.answered:
             return value
-        return not isinstance(value, _Unavailable)
+        # As in Gatus: a JSON null, or an empty whole body or value, is not there.
+        return not (
+            isinstance(value, _Unavailable) or value is None or (not subject.path and value == "")
+        )
     if subject.function == "len" and not isinstance(value, _Unavailable):
+        if subject.placeholder == "BODY" and not subject.path and value[:1] == "[":
+            data = obs._parsed_body()
+            if isinstance(data, list):  # len([BODY]) of a JSON array counts its items
+                return len(data)
         return _length(value)
     return value
 
 
 def _length(value: Any) -> int | _Unavailable:
-    if isinstance(value, (str, bytes, list, dict)):
+    """Gatus's len(): items of an array, characters of text, and of anything else its
+    text (an object's compact JSON, a number's digits, true/false)."""
+    if isinstance(value, (str, bytes, list)):
         return len(value)
-    return _Unavailable(f"has no length ({_render(value)})", answered=True)
+    if value is None:
+        return _Unavailable("has no length (null)", answered=True)
+    if isinstance(value, timedelta):
+        return _Unavailable(f"has no length ({_render(value)})", answered=True)
+    return len(_text_of(value))
 
 
 def _unavailable(obs: Observation, why: str = "") -> _Unavailable:

@@ -78,6 +78,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Any fixed bigint works; it only has to differ from other advisory locks in the same database.
 PG_MIGRATION_LOCK_KEY = 0x5649_4749_4C00  # "VIGIL"
 ROLLUP_SUMS = ("count", "successes", "degraded", "maintenance", "total_latency_ms")
+# Rows per executemany when a sweep writes thousands: one transaction, bounded memory.
+BATCH_ROWS = 10_000
 
 
 class Store:
@@ -143,6 +145,14 @@ class Store:
         with self.session() as session:
             return {s.monitor: s for s in session.scalars(select(MonitorState))}
 
+    def monitor_state_rows(self) -> dict[str, Any]:
+        """Every monitor's remembered state as read-only rows (attributes named like
+        MonitorState's), by monitor name: what a sweep reads, without building an ORM
+        object per monitor (for 100,000 monitors ~2 s of CPU)."""
+        table = MonitorState.__table__
+        with self.engine.connect() as connection:
+            return {row.monitor: row for row in connection.execute(select(table))}
+
     def save_monitor_states(self, states: Mapping[str, Any] | Iterable[Any]) -> None:
         """Insert or overwrite each state by monitor (one executemany, no read-back to merge).
 
@@ -150,9 +160,14 @@ class Store:
         `vigil.monitoring.MonitorState` dataclasses."""
         items = states.values() if isinstance(states, Mapping) else states
         names = list(MonitorState.__table__.columns.keys())
-        rows = [{name: getattr(state, name) for name in names} for state in items]
+        ordered = sorted(items, key=lambda state: state.monitor)
         with self.engine.begin() as connection:
-            _upsert(connection, "monitor_states", rows, ("monitor",), overwrite=names[1:])
+            # A batch of rows at a time, in key order: 100,000 row dicts at once would cost
+            # ~70 MB more at the sweep's peak.
+            for start in range(0, len(ordered), BATCH_ROWS):
+                batch = ordered[start : start + BATCH_ROWS]
+                rows = [{name: getattr(state, name) for name in names} for state in batch]
+                _upsert(connection, "monitor_states", rows, ("monitor",), overwrite=names[1:])
 
     def add_check_results(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Bulk-insert check results (dicts keyed by column) as one executemany.
@@ -163,8 +178,10 @@ class Store:
         if not rows:
             return
         _check_keys("check_results", rows)
+        insert = Base.metadata.tables["check_results"].insert()
         with self.engine.begin() as connection:
-            connection.execute(Base.metadata.tables["check_results"].insert(), list(rows))
+            for start in range(0, len(rows), BATCH_ROWS):
+                connection.execute(insert, list(rows[start : start + BATCH_ROWS]))
 
     def add_rollups(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Add each row's counts to its (monitor, UTC hour) totals, creating the hour if new.
@@ -343,9 +360,9 @@ def _upsert(
     statement = insert(table)
     changes: dict[str, Any] = {name: statement.excluded[name] for name in overwrite}
     changes |= {name: table.c[name] + statement.excluded[name] for name in add}
-    connection.execute(
-        statement.on_conflict_do_update(index_elements=list(keys), set_=changes), rows
-    )
+    upsert = statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
+    for start in range(0, len(rows), BATCH_ROWS):  # executemany's own copy stays small
+        connection.execute(upsert, rows[start : start + BATCH_ROWS])
 
 
 def _check_keys(table_name: str, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -24,9 +24,9 @@ MARGIN = timedelta(seconds=1)
 MIN_RETRY = timedelta(milliseconds=300)
 
 
-@dataclass
+@dataclass(slots=True)
 class MonitorCheck:
-    """One monitor's result in this sweep."""
+    """One monitor's result in this sweep (slotted: a sweep keeps one per monitor)."""
 
     monitor: Monitor
     obs: Observation
