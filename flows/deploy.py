@@ -36,6 +36,7 @@ from vigil.deploy.report import (
 )
 from vigil.deploy.rollback import RollbackPlan, RollbackRequest
 from vigil.deploy.verdict import Limits, VerificationWindow, is_last, next_start
+from vigil.durations import format_duration
 from vigil.locks import Locked, held
 from vigil.runtime import flow_run_id, flow_run_link, outcome
 from vigil.store import Store, open_store
@@ -172,13 +173,18 @@ def watch(
     """Measure on the schedule of `vigil.deploy` until the verdict is no longer running."""
     log = get_run_logger()
     window = VerificationWindow(phase, release, Limits.of(deploy))
+    delay = deploy.initial_delay.total_seconds()
+    if delay:
+        waited = format_duration(delay)
+        log.info("%s: waiting initial_delay %s before the first measurement", release, waited)
+        time.sleep(delay)
     start = due = time.monotonic()
     number = 0
     while True:
         time.sleep(max(due - time.monotonic(), 0.0))
         began = time.monotonic()
         number += 1
-        measurement = measure(target, release, number, deploy)
+        measurement = measure(target, release, number, deploy, window.restarts_baseline())
         records.record_measurement(store, record_id, measurement)
         verdict = window.add(measurement, last=is_last(start, deploy.window, began))
         failing = "".join(f"; {line}" for line in measurement.failing())

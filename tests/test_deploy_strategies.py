@@ -114,3 +114,8 @@ def test_output_is_redacted() -> None:
     step = run_command("echo postgresql://app:hunter22@db/app; exit 4", timeout=5)
     assert (step.ok, step.error) == (False, "exited 4")
     assert "hunter22" not in step.output and "app:***@db" in step.output
+
+
+def test_commands_are_asked_for_no_colour_and_escapes_never_reach_the_output() -> None:
+    step = run_command(r'printf "\033[31merrored\033[0m NO_COLOR=$NO_COLOR\n"', timeout=5)
+    assert step.output == "errored NO_COLOR=1\n"

@@ -107,6 +107,7 @@ class DeployRun:
             lines.append(f"Verification of {self.release}: {self.window.verdict.reason}")
             if not self.window.passed:
                 lines += [f"Failing check: {line}" for line in self.window.deciding_problems()]
+                lines += self.window.deciding_logs()
         decision = self._decision()
         if decision:
             lines.append(decision)
@@ -123,6 +124,7 @@ class DeployRun:
             if not self.rollback_window.passed:
                 problems = self.rollback_window.deciding_problems()
                 lines += [f"Still failing: {line}" for line in problems]
+                lines += self.rollback_window.deciding_logs()
         return lines
 
     def _decision(self) -> str | None:
