@@ -41,7 +41,9 @@ def test_symlink_falls_back_to_the_release_before_current_by_name(tmp_path: Path
 def test_symlink_says_why_it_cannot_roll_back(tmp_path: Path) -> None:
     config = releases(tmp_path, "r1", current="r1")
     plan = plan_rollback(config, RollbackRequest("web", "r1"))
-    assert plan.problem == "no release before 'r1' in releases_dir (have: r1)"
+    assert plan.problem == (
+        "no release before 'r1' in releases_dir that was not rolled back (have: r1)"
+    )
     missing = plan_rollback(config, RollbackRequest("web", "r1", to="r0"))
     assert missing.problem == "no release directory 'r0' (have: r1)"
     (tmp_path / "current").unlink()

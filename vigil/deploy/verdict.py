@@ -273,6 +273,11 @@ class VerificationWindow:
     def passed(self) -> bool:
         return self.verdict.status == "passed"
 
+    @property
+    def degraded(self) -> bool:
+        """Passed, but not one measurement was Successful: only Inconclusive (degraded)."""
+        return self.passed and self.tally.successful == 0
+
     def restarts_baseline(self) -> int | None:
         """The process manager's restart count at the window's first reading of it: restarts
         beyond it during the window count against the release."""
