@@ -14,6 +14,9 @@ anything.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -29,6 +32,8 @@ from vigil.config import Config, DeployTarget, Rollback, load_config
 from vigil.deploy import history as records
 from vigil.deploy.report import (
     DeployRun,
+    interrupted_alert,
+    interrupted_rows_alert,
     lock_timeout_message,
     locked_summary,
     publish,
@@ -36,6 +41,7 @@ from vigil.deploy.report import (
 )
 from vigil.deploy.rollback import RollbackPlan, RollbackRequest
 from vigil.deploy.verdict import Limits, VerificationWindow, is_last, next_start
+from vigil.durations import format_duration
 from vigil.locks import Locked, held
 from vigil.runtime import flow_run_id, flow_run_link, outcome
 from vigil.store import Store, open_store
@@ -44,17 +50,24 @@ from vigil.store import Store, open_store
 LOCK_NAME_BANNED = "/%&><"
 
 
-@flow(name="deploy-verify", flow_run_name="verify {target}@{release}", log_prints=False)
+@flow(
+    name="deploy-verify",
+    flow_run_name="verify {target}@{release}",
+    log_prints=False,
+    on_crashed=[lambda flow, run, state: after_interruption(run, state)],
+    on_cancellation=[lambda flow, run, state: after_interruption(run, state)],
+)
 def deploy_verify(
     target: str, release: str, dry_run: bool = False, config_path: str | None = None
 ) -> Any:
     """Verify `release` of `target`; on failure roll back (unless `dry_run`) and re-verify."""
     config = load_config(config_path)
     deploy = deploy_target(config, target)
-    with open_store(config.store.url) as store, _alerting_on_error(config, f"{target}@{release}"):
+    run = DeployRun(target, release, "deploy", deploy.severity, dry_run=dry_run)
+    with open_store(config.store.url) as store, _alerting_on_error(config, run):
         try:
             with target_lock(store, target, deploy):
-                run = verify_release(store, target, deploy, release, dry_run)
+                verify_release(store, target, deploy, run)
         except Locked as exc:
             return outcome("LockTimeout", locked_summary(target, release, str(exc)), str(exc))
     return conclude(config, run)
@@ -68,7 +81,13 @@ def _rollback_run_name() -> str:
     return f"rollback {parameters['target']}" + (f" to {to}" if to else "")
 
 
-@flow(name="deploy-rollback", flow_run_name=_rollback_run_name, log_prints=False)
+@flow(
+    name="deploy-rollback",
+    flow_run_name=_rollback_run_name,
+    log_prints=False,
+    on_crashed=[lambda flow, run, state: after_interruption(run, state)],
+    on_cancellation=[lambda flow, run, state: after_interruption(run, state)],
+)
 def deploy_rollback(target: str, to: str | None = None, config_path: str | None = None) -> Any:
     """Roll `target` back by hand (to `to`, else the newest known-good release) and verify
     the restored release, with the same strategy, checks and records as the automatic path."""
@@ -77,10 +96,11 @@ def deploy_rollback(target: str, to: str | None = None, config_path: str | None 
     if deploy.rollback is None:
         message = f"no rollback is configured for {target} (add deploys.{target}.rollback)"
         return outcome("CannotRollBack", {"target": target, "verdict": "not_started"}, message)
-    with open_store(config.store.url) as store, _alerting_on_error(config, target):
+    run = DeployRun(target, None, "rollback", deploy.severity, stage="rollback")
+    with open_store(config.store.url) as store, _alerting_on_error(config, run):
         try:
             with target_lock(store, target, deploy):
-                run = rollback_by_hand(store, target, deploy, deploy.rollback, to)
+                rollback_by_hand(store, target, deploy, deploy.rollback, to, run)
         except Locked as exc:
             return outcome("LockTimeout", locked_summary(target, None, str(exc)), str(exc))
     assert run.plan is not None  # rollback_by_hand always plans
@@ -93,14 +113,15 @@ def deploy_rollback(target: str, to: str | None = None, config_path: str | None 
 # --- the two halves ---------------------------------------------------------------------------
 
 
-def verify_release(
-    store: Store, target: str, deploy: DeployTarget, release: str, dry_run: bool
-) -> DeployRun:
+def verify_release(store: Store, target: str, deploy: DeployTarget, run: DeployRun) -> None:
     """Watch the release; if it fails and may be rolled back, roll back and watch again."""
+    release = str(run.release)
     history = records.history(store, target)
-    run = DeployRun(target, release, "deploy", deploy.severity, dry_run=dry_run)
+    live = records.live_release(history)
+    run.replaced = live if live != release else None
     good = tuple(records.known_good(history, [release]))
-    run.plan = _plan(deploy, RollbackRequest(target, release, None, good))
+    refused = tuple(sorted(records.taken_away(history) - {release}))
+    run.plan = _plan(deploy, RollbackRequest(target, release, None, good, refused))
     run.refusal = _refusal(target, run.plan, history, release)
     _warn_if_not_live(target, release, run.plan)
     started = time.monotonic()
@@ -112,26 +133,30 @@ def verify_release(
         previous_release=run.plan.to_release if run.plan else None,
         flow_run_id=flow_run_id(),
     )
-    with _recorded(store, record_id, run, started, run.verdict):
+    with _recorded(store, record_id, run, started, run.verdict, run.interrupted_verdict):
         run.window = watch(store, record_id, target, deploy, release, "release")
         if run.should_roll_back and run.plan is not None and deploy.rollback is not None:
             restore(store, target, deploy, deploy.rollback, run.plan, run, release)
-    return run
 
 
 def rollback_by_hand(
-    store: Store, target: str, deploy: DeployTarget, rollback: Rollback, to: str | None
-) -> DeployRun:
+    store: Store,
+    target: str,
+    deploy: DeployTarget,
+    rollback: Rollback,
+    to: str | None,
+    run: DeployRun,
+) -> None:
     """The manual path: away from what the records say runs now, to `to` or the newest
     known-good release, then the same restore and verification as the automatic path."""
     history = records.history(store, target)
     current = records.live_release(history)
     good = tuple(records.known_good(history, [current]))
-    plan = plan_rollback(rollback, RollbackRequest(target, current, to, good))
-    run = DeployRun(target, plan.from_release, "rollback", deploy.severity, plan=plan)
+    refused = tuple(sorted(records.taken_away(history) - {current} if current else set()))
+    plan = plan_rollback(rollback, RollbackRequest(target, current, to, good, refused))
+    run.release, run.plan = plan.from_release, plan
     if not plan.problem:
         restore(store, target, deploy, rollback, plan, run, plan.from_release)
-    return run
 
 
 def restore(
@@ -153,9 +178,11 @@ def restore(
         previous_release=away_from,
         flow_run_id=flow_run_id(),
     )
-    with _recorded(store, record_id, run, started, run.rollback_verdict):
+    with _recorded(store, record_id, run, started, run.rollback_verdict, lambda: "interrupted"):
+        run.stage = "rollback"
         run.rollback = roll_back(rollback, plan)
         if run.rollback.ok:
+            run.stage = "re-verification"
             run.rollback_window = watch(
                 store, record_id, target, deploy, plan.to_release, "rollback"
             )
@@ -172,13 +199,18 @@ def watch(
     """Measure on the schedule of `vigil.deploy` until the verdict is no longer running."""
     log = get_run_logger()
     window = VerificationWindow(phase, release, Limits.of(deploy))
+    delay = deploy.initial_delay.total_seconds()
+    if delay:
+        waited = format_duration(delay)
+        log.info("%s: waiting initial_delay %s before the first measurement", release, waited)
+        time.sleep(delay)
     start = due = time.monotonic()
     number = 0
     while True:
         time.sleep(max(due - time.monotonic(), 0.0))
         began = time.monotonic()
         number += 1
-        measurement = measure(target, release, number, deploy)
+        measurement = measure(target, release, number, deploy, window.restarts_baseline())
         records.record_measurement(store, record_id, measurement)
         verdict = window.add(measurement, last=is_last(start, deploy.window, began))
         failing = "".join(f"; {line}" for line in measurement.failing())
@@ -193,7 +225,27 @@ def conclude(config: Config, run: DeployRun) -> Any:
     """Publish the artifacts, send the final notification, and end in the run's state."""
     publish(run)
     notify(config, run.alert(flow_run_link()))
-    return outcome(run.state_name(), run.summary(), run.message())
+    return outcome(run.state_name(), run.summary(), run.message(), degraded=run.is_degraded())
+
+
+def after_interruption(flow_run: Any, state: Any) -> None:
+    """The crashed/cancelled state hook: rows of this run still `running` (the run could not
+    record its own end) become `interrupted`, and people are told. Never raises: a hook's
+    error would hide the state it reports."""
+    log = logging.getLogger("vigil.deploy")
+    try:
+        parameters = flow_run.parameters or {}
+        config = load_config(parameters.get("config_path"))
+        with open_store(config.store.url) as store:
+            rows = records.interrupt_running(
+                store, str(flow_run.id), f"interrupted: the run ended {state.name}"
+            )
+        if rows:
+            found = [(row.kind, row.release) for row in rows]
+            link = flow_run_link()
+            notify(config, interrupted_rows_alert(parameters["target"], found, state.name, link))
+    except Exception as exc:
+        log.error("deploy: could not record the interruption of run %s: %r", flow_run.id, exc)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -263,25 +315,53 @@ def _warn_if_not_live(target: str, release: str, plan: RollbackPlan | None) -> N
 
 
 @contextmanager
-def _alerting_on_error(config: Config, subject: str) -> Iterator[None]:
-    """A run that stops half-way may leave a target half rolled back: say so, loudly."""
+def _alerting_on_error(config: Config, run: DeployRun) -> Iterator[None]:
+    """A run that stops half-way may leave a target half rolled back: say so, loudly. A
+    SIGTERM (Prefect's engine turns it into TerminationSignal), a cancellation or Ctrl-C is
+    an interruption; any other exception is vigil stopping with an error."""
     try:
         yield
-    except Exception as exc:
-        notify(config, stopped_alert(subject, exc, flow_run_link()))
+    except BaseException as exc:
+        why = stopped_by(exc)
+        if why is None and isinstance(exc, Exception):
+            notify(config, stopped_alert(run.subject, exc, flow_run_link()))
+        else:
+            notify(config, interrupted_alert(run, why or type(exc).__name__, flow_run_link()))
         raise
+
+
+def stopped_by(exc: BaseException) -> str | None:
+    """What stopped the run from outside, if something did: SIGTERM, SIGINT, cancelled."""
+    from prefect.exceptions import TerminationSignal
+
+    if isinstance(exc, TerminationSignal):
+        return signal.Signals(exc.signal).name
+    if isinstance(exc, KeyboardInterrupt):
+        return "SIGINT"
+    if isinstance(exc, asyncio.CancelledError | SystemExit):
+        return "cancelled" if isinstance(exc, asyncio.CancelledError) else f"exit {exc.code}"
+    return None
 
 
 @contextmanager
 def _recorded(
-    store: Store, record_id: int, run: DeployRun, started: float, verdict: Callable[[], str]
+    store: Store,
+    record_id: int,
+    run: DeployRun,
+    started: float,
+    verdict: Callable[[], str],
+    interrupted: Callable[[], str],
 ) -> Iterator[None]:
-    """Finish the record with `verdict()` and the run's story, or as failed if the run
-    stopped half-way (so no record is left `running` forever)."""
+    """Finish the record with `verdict()` and the run's story; a run stopped half-way
+    (signal, cancellation, crash) is recorded `interrupted()`, never as failed, so it
+    neither takes a release out of the known-good ones nor leaves a row `running`."""
     try:
         yield
     except BaseException as exc:
-        records.finish_record(store, record_id, "failed", f"verification did not finish: {exc!r}")
+        run.seconds = time.monotonic() - started
+        why = stopped_by(exc) or repr(exc)
+        detail = f"interrupted ({why}) during the {run.stage}\n{run.detail()}"
+        records.finish_record(store, record_id, interrupted(), detail)
         raise
     run.seconds = time.monotonic() - started
     records.finish_record(store, record_id, verdict(), run.detail())

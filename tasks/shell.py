@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -23,6 +24,10 @@ from vigil.redact import redact
 
 # Enough of a command's output to see why it failed, not a whole build log.
 OUTPUT_TAIL = 4000
+# Tools that colour their output (pm2, npm, systemctl) are asked not to; what colours
+# anyway is stripped, so no escape sequence reaches an artifact or an alert.
+NO_COLOR = {"NO_COLOR": "1", "FORCE_COLOR": "0", "SYSTEMD_COLORS": "0"}
+ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 
 class Deadline:
@@ -42,15 +47,17 @@ def run_command(
     timeout: float,
     cwd: str | Path | None = None,
     env: Mapping[str, str] | None = None,
+    tail: int | None = OUTPUT_TAIL,
 ) -> StepRun:
-    """Run `command` with /bin/sh; its output (redacted tail) is kept for the report."""
+    """Run `command` with /bin/sh; its output (redacted, the last `tail` characters, all of
+    it when None) is kept for the report. The environment asks for no colours."""
     started = time.monotonic()
     with tempfile.TemporaryFile() as sink:
         try:
             process = subprocess.Popen(
                 ["/bin/sh", "-c", command],
                 cwd=cwd,
-                env={**os.environ, **(env or {})},
+                env={**os.environ, **NO_COLOR, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -62,7 +69,7 @@ def run_command(
             return StepRun(redact(command), False, None, "", why, time.monotonic() - started)
         exit_code, error = _wait(process, timeout)
         sink.seek(0)
-        output = _tail(sink.read())
+        output = _tail(sink.read(), tail)
     seconds = time.monotonic() - started
     if error is None and exit_code != 0:
         error = f"exited {exit_code}"
@@ -79,8 +86,12 @@ def _wait(process: subprocess.Popen[bytes], timeout: float) -> tuple[int | None,
         return None, f"timed out after {format_duration(timeout)}"
 
 
-def _tail(raw: bytes) -> str:
-    text = raw.decode("utf-8", errors="replace")
-    if len(text) > OUTPUT_TAIL:
-        text = "…" + text[-OUTPUT_TAIL:]
+def _tail(raw: bytes, tail: int | None) -> str:
+    text = strip_ansi(raw.decode("utf-8", errors="replace"))
+    if tail is not None and len(text) > tail:
+        text = "…" + text[-tail:]
     return redact(text)
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI_ESCAPE.sub("", text)

@@ -27,4 +27,5 @@ pytest_plugins = [
     "tests.fixtures.prefect_server",
     "tests.fixtures.targets",
     "tests.fixtures.restore",
+    "tests.fixtures.pm2",
 ]

@@ -252,3 +252,25 @@ def test_check_config_exits_2_and_lists_every_error(tmp_path: Path) -> None:
     assert "monitors[0]: url is required for a http monitor" in result.stderr
     assert "monitors[1]: host and port are required for a tcp monitor" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_deploy_process_check_is_a_command_or_pm2_and_release_conditions_parse() -> None:
+    from vigil.config import DeployTarget
+
+    both = {"process": {"command": "true", "pm2": {"app": "web"}}}
+    with pytest.raises(ValueError, match="either `command` or `pm2`, exactly one"):
+        DeployTarget.model_validate(both)
+    with pytest.raises(ValueError, match="either `command` or `pm2`"):
+        DeployTarget.model_validate({"process": {}})
+    target = DeployTarget.model_validate(
+        {
+            "process": {"pm2": {"app": "web", "home": "/srv/web/.pm2", "max_restarts": 1}},
+            "health": {"url": "http://x/health", "conditions": ["[BODY].release == [RELEASE]"]},
+        }
+    )
+    assert target.process is not None and target.process.pm2 is not None
+    assert target.process.pm2.max_restarts == 1
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        DeployTarget.model_validate(
+            {"health": {"url": "http://x/", "conditions": ["[BODY].v == [RELEASSE]"]}}
+        )

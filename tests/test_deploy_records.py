@@ -3,6 +3,8 @@ good, the "never roll back twice in a row" rule, and the releases deploy-gate re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from vigil.deploy.history import (
     VerificationKind,
     finish_record,
@@ -11,6 +13,7 @@ from vigil.deploy.history import (
     rollback_refusal,
     rolled_back,
     start_record,
+    taken_away,
 )
 from vigil.store import Store
 
@@ -87,3 +90,39 @@ def test_deploy_gate_refuses_rolled_back_releases_only(store: Store) -> None:
     # Shipped anyway and passed: the newest word on the release is that it is fine.
     verified(store, "r3", "passed")
     assert rolled_back(store, "web", "r3") is None
+
+
+def test_degraded_passes_are_never_preferred_and_unfinished_rows_change_nothing(
+    store: Store,
+) -> None:
+    verified(store, "r1", "passed")
+    verified(store, "r2", "degraded")
+    assert known_good(history(store, "web")) == ["r1", "r2"]
+    # Interrupted mid-rollback: r3 is refused, r1 (the target) keeps its standing.
+    verified(store, "r3", "rollback_interrupted", previous="r1")
+    verified(store, "r1", "interrupted", kind="rollback", previous="r3")
+    records = history(store, "web")
+    assert known_good(records) == ["r1", "r2"]
+    assert rolled_back(store, "web", "r3") is not None
+    assert taken_away(records) == {"r3"}
+    # An interrupted manual rollback away from r1 does not take r1 away either.
+    verified(store, "r2", "interrupted", kind="rollback", previous="r1")
+    assert known_good(history(store, "web")) == ["r1", "r2"]
+    assert rolled_back(store, "web", "r1") is None
+
+
+def test_the_name_order_fallback_never_picks_a_rolled_back_release(tmp_path: Path) -> None:
+    from tasks.rollback import plan_rollback
+    from vigil.config import SymlinkRollback
+    from vigil.deploy.rollback import RollbackRequest
+
+    for name in ("r1", "r2", "r3"):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+    (tmp_path / "current").symlink_to(tmp_path / "releases" / "r3")
+    config = SymlinkRollback(
+        type="symlink", releases_dir=str(tmp_path / "releases"), current=str(tmp_path / "current")
+    )
+    plan = plan_rollback(config, RollbackRequest("web", "r3", refused=("r2",)))
+    assert plan.to_release == "r1"
+    none = plan_rollback(config, RollbackRequest("web", "r3", refused=("r1", "r2")))
+    assert none.problem is not None and "(r1, r2 rolled back before)" in none.problem

@@ -41,7 +41,9 @@ def test_symlink_falls_back_to_the_release_before_current_by_name(tmp_path: Path
 def test_symlink_says_why_it_cannot_roll_back(tmp_path: Path) -> None:
     config = releases(tmp_path, "r1", current="r1")
     plan = plan_rollback(config, RollbackRequest("web", "r1"))
-    assert plan.problem == "no release before 'r1' in releases_dir (have: r1)"
+    assert plan.problem == (
+        "no release before 'r1' in releases_dir that was not rolled back (have: r1)"
+    )
     missing = plan_rollback(config, RollbackRequest("web", "r1", to="r0"))
     assert missing.problem == "no release directory 'r0' (have: r1)"
     (tmp_path / "current").unlink()
@@ -114,3 +116,8 @@ def test_output_is_redacted() -> None:
     step = run_command("echo postgresql://app:hunter22@db/app; exit 4", timeout=5)
     assert (step.ok, step.error) == (False, "exited 4")
     assert "hunter22" not in step.output and "app:***@db" in step.output
+
+
+def test_commands_are_asked_for_no_colour_and_escapes_never_reach_the_output() -> None:
+    step = run_command(r'printf "\033[31merrored\033[0m NO_COLOR=$NO_COLOR\n"', timeout=5)
+    assert step.output == "errored NO_COLOR=1\n"

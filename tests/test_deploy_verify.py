@@ -200,9 +200,33 @@ def test_degraded_release_is_inconclusive_and_passes_by_default(
 
     state = verify("20240504", config)
 
-    assert state.is_completed(), state.message
+    assert state.is_completed() and state.name == "Degraded", state.message
+    assert (state.message or "").startswith("web@20240504 passed (degraded)")
     [record] = records(store_file)
+    assert record.verdict == "degraded"
     assert set(measurements(store_file, record.id)) == {"Inconclusive"}
+    [alert] = webhook_receiver.json_bodies()
+    assert alert["severity"] == "medium" and alert["fields"]["Verdict"] == "degraded"
+
+
+def test_a_later_failure_rolls_back_to_the_healthy_release_not_the_degraded_one(
+    tmp_path: Path, store_file: str, webhook_receiver: HttpReceiver, app: LocalApp
+) -> None:
+    for name, mode in (("20240501", "good"), ("20240502", "degraded"), ("20240503", "bad")):
+        app.add_release(name, mode)
+    config = configure(tmp_path, store_file, webhook_receiver, app)
+    app.deploy("20240501")
+    assert verify("20240501", config).name == "Completed"
+    app.deploy("20240502")
+    assert verify("20240502", config).name == "Degraded"
+    app.deploy("20240503")
+
+    state = verify("20240503", config)
+
+    assert state.name == "RolledBack", state.message
+    assert app.linked() == "20240501"
+    alert = webhook_receiver.json_bodies()[-1]
+    assert alert["fields"]["Rolled back to"] == "20240501"
 
 
 def test_release_that_never_starts_is_rolled_back(

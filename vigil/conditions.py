@@ -27,6 +27,7 @@ __all__ = [
     "ConditionError",
     "ConditionResult",
     "Observation",
+    "bind_release",
     "body_status",
     "evaluate",
     "evaluate_all",
@@ -205,6 +206,23 @@ def _load_json(body: bytes | None) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         return _NOT_JSON
+
+
+# `[RELEASE]` in a deploy check's condition: the release under verification (then the
+# rollback's target while the restored release is verified), bound before parsing.
+RELEASE_PLACEHOLDER = "[RELEASE]"
+
+
+def bind_release(text: str, release: str | None) -> str:
+    """`text` with `[RELEASE]` replaced by `release` as a quoted value (a release id may hold
+    characters a bare value cannot)."""
+    if RELEASE_PLACEHOLDER not in text:
+        return text
+    value = release or ""
+    quote = next((q for q in _QUOTES if q not in value), None)
+    if quote is None:
+        raise ConditionError(f"release {value!r} holds both quote characters; rename it")
+    return text.replace(RELEASE_PLACEHOLDER, f"{quote}{value}{quote}")
 
 
 # Parsing -----------------------------------------------------------------------------

@@ -375,16 +375,37 @@ class HealthCheck(Model):
     url: str
     conditions: list[str] = ["[STATUS] == 200"]
     timeout: Duration = timedelta(seconds=5)
+    headers: dict[str, str] = {}
 
     @field_validator("conditions")
     @classmethod
     def _conditions(cls, value: list[str]) -> list[str]:
-        return _check_conditions(value)
+        # `[RELEASE]` is the release under verification, bound when the check runs.
+        from vigil.conditions import bind_release
+
+        _check_conditions([bind_release(text, "r1") for text in value])
+        return value
+
+
+class Pm2Check(Model):
+    """pm2's own process list (`pm2 jlist`) for one app, under the PM2_HOME it runs in."""
+
+    app: str
+    home: str | None = None  # PM2_HOME (pm2's default: ~/.pm2)
+    max_restarts: int = Field(default=0, ge=0)  # restarts allowed during one window
+    bin: str = "pm2"
 
 
 class ProcessCheck(Model):
-    command: str
+    command: str | None = None
+    pm2: Pm2Check | None = None
     timeout: Duration = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ProcessCheck:
+        if (self.command is None) == (self.pm2 is None):
+            raise ValueError("a process check is either `command` or `pm2`, exactly one")
+        return self
 
 
 class CommandRollback(Model):
@@ -421,6 +442,7 @@ class DeployTarget(Model):
     process: ProcessCheck | None = None
     window: Duration = timedelta(minutes=2)
     interval: Duration = timedelta(seconds=10)
+    initial_delay: Duration = timedelta(0)  # Argo's initialDelay: boot time is not judged
     failure_limit: int = Field(default=0, ge=0)
     consecutive_error_limit: int = Field(default=4, ge=0)
     inconclusive_limit: int | None = Field(default=None, ge=0)

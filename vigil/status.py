@@ -48,7 +48,9 @@ SUCCESS_STATUSES = frozenset({"ok", "success", "succeeded", "completed", "passed
 RUNNING = "running"
 # Deploy verdicts (vigil.deploy): a rolled-back release, and a rollback that failed too.
 ROLLED_BACK, ROLLBACK_FAILED = "rolled_back", "rollback_failed"
-BAD_VERDICTS = frozenset({"failed", ROLLED_BACK, ROLLBACK_FAILED})
+BAD_VERDICTS = frozenset(
+    {"failed", ROLLED_BACK, ROLLBACK_FAILED, "interrupted", "rollback_interrupted"}
+)
 STALE_SWEEPS = 3
 MIN_STALE = timedelta(minutes=5)
 LOCAL_UI = "http://127.0.0.1:4200"

@@ -5,7 +5,8 @@ renamed over `current`, so no request ever sees a missing link) and runs `restar
 
 The previous release is `--to`, else the newest release vigil's records know as good that
 still has its directory, else the directory just before the current one in name order (name
-releases so they sort in deploy order, e.g. timestamps, as Capistrano does).
+releases so they sort in deploy order, e.g. timestamps, as Capistrano does), skipping any
+release vigil rolled back.
 """
 
 from __future__ import annotations
@@ -69,9 +70,15 @@ def _choose(request: RollbackRequest, names: list[str], current: str) -> tuple[s
     if current not in names:
         return None, f"the current release {current!r} is not in releases_dir"
     index = names.index(current)
-    if index == 0:
-        return None, f"no release before {current!r} in releases_dir (have: {_listing(names)})"
-    return names[index - 1], ""
+    earlier = [name for name in names[:index] if name not in request.refused]
+    if not earlier:
+        refused = [name for name in names[:index] if name in request.refused]
+        why = f" ({', '.join(refused)} rolled back before)" if refused else ""
+        return None, (
+            f"no release before {current!r} in releases_dir that was not rolled back{why} "
+            f"(have: {_listing(names)})"
+        )
+    return earlier[-1], ""
 
 
 def _releases(releases: Path) -> list[str] | None:

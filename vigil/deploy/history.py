@@ -15,8 +15,12 @@ from vigil.store import DeployMeasurement, DeployVerification, Store
 from vigil.store.models import utcnow
 
 VerificationKind = Literal["deploy", "rollback"]
-# Verdicts of a deploy row whose release was taken away again.
-ROLLED_BACK_VERDICTS = frozenset({"rolled_back", "rollback_failed"})
+# Verdicts of a deploy row whose release was taken away again (or whose rollback began).
+ROLLED_BACK_VERDICTS = frozenset({"rolled_back", "rollback_failed", "rollback_interrupted"})
+# A verification that did not finish (SIGTERM, cancellation, a crash) says nothing about
+# its release: it neither makes it good nor takes it away.
+UNFINISHED_VERDICTS = frozenset({"running", "interrupted"})
+CLEAN, DEGRADED = "passed", "degraded"
 HISTORY_ROWS = 200
 
 
@@ -33,25 +37,41 @@ def history(store: Store, target: str, limit: int = HISTORY_ROWS) -> list[Deploy
 
 
 def known_good(
-    records: Iterable[DeployVerification], exclude: Iterable[str | None] = ()
+    records: Sequence[DeployVerification], exclude: Iterable[str | None] = ()
 ) -> list[str]:
-    """Releases whose newest verification passed and that were not rolled back since,
-    newest first; `records` newest first, as `history` returns them."""
-    skip = {r for r in exclude if r}
+    """The rollback targets, newest first: releases whose newest finished verification
+    passed with Successful measurements, then (never preferred) those that passed only
+    degraded; none rolled back since. `records` newest first, as `history` returns them."""
+    skip = {r for r in exclude if r} | taken_away(records)
     seen: set[str] = set()
-    taken_away: set[str] = set()
-    good: list[str] = []
+    clean: list[str] = []
+    degraded: list[str] = []
     for record in records:
-        rolled_from = _rolled_back_release(record)
-        if rolled_from:
-            taken_away.add(rolled_from)
         release = record.release
-        if not release or release in seen:
+        if not release or release in seen or record.verdict in UNFINISHED_VERDICTS:
             continue
         seen.add(release)
-        if record.verdict == "passed" and release not in taken_away | skip:
-            good.append(release)
-    return good
+        if release in skip:
+            continue
+        if record.verdict == CLEAN:
+            clean.append(release)
+        elif record.verdict == DEGRADED:
+            degraded.append(release)
+    return clean + degraded
+
+
+def taken_away(records: Sequence[DeployVerification]) -> set[str]:
+    """Releases a finished record says were rolled back, unless a newer deploy of the same
+    release passed since (what `vigil deploy-gate` refuses, as a set)."""
+    away: set[str] = set()
+    passed_since: set[str] = set()
+    for record in records:
+        rolled_from = _rolled_back_release(record)
+        if rolled_from and rolled_from not in passed_since:
+            away.add(rolled_from)
+        if record.release and record.verdict in (CLEAN, DEGRADED):
+            passed_since.add(record.release)
+    return away
 
 
 def live_release(records: Sequence[DeployVerification]) -> str | None:
@@ -97,7 +117,7 @@ def rolled_back(store: Store, target: str, release: str) -> DeployVerification |
         for record in session.scalars(query):
             if _rolled_back_release(record) == release:
                 return record
-            if record.release == release and record.verdict == "passed":
+            if record.release == release and record.verdict in (CLEAN, DEGRADED):
                 return None
     return None
 
@@ -161,9 +181,26 @@ def finish_record(store: Store, verification_id: int, verdict: str, detail: str)
 
 
 def _rolled_back_release(record: DeployVerification) -> str | None:
-    """The release this record says was taken away, if it says so."""
+    """The release this record says was taken away, if it says so (an interrupted manual
+    rollback says nothing: it may never have switched)."""
     if record.kind == "rollback":
-        return record.previous_release
+        return record.previous_release if record.verdict != "interrupted" else None
     if record.verdict in ROLLED_BACK_VERDICTS:
         return record.release
     return None
+
+
+def interrupt_running(store: Store, flow_run_id: str, why: str) -> list[DeployVerification]:
+    """Mark this flow run's rows still `running` as interrupted (a state hook's sweep after
+    a crash or cancellation the run could not record itself); the rows it changed."""
+    with store.session() as session:
+        query = select(DeployVerification).where(
+            DeployVerification.flow_run_id == flow_run_id,
+            DeployVerification.verdict == "running",
+        )
+        rows = list(session.scalars(query))
+        for row in rows:
+            row.verdict = "interrupted"
+            row.detail = why
+            row.finished_at = utcnow()
+        return rows

@@ -26,6 +26,7 @@ from vigil.store.models import utcnow
 # The final flow state's name for each outcome (None: Completed).
 STATE_NAMES: dict[str, str | None] = {
     "passed": None,
+    "degraded": None,  # Completed, named Degraded (vigil.runtime.outcome)
     "dry_run": "WouldRollBack",
     "failed": "VerificationFailed",
     "rolled_back": "RolledBack",
@@ -50,6 +51,8 @@ class DeployRun:
     rollback: RollbackResult | None = None
     rollback_window: VerificationWindow | None = None
     seconds: float = 0.0
+    replaced: str | None = None  # the release running before this one, by the records
+    stage: str = "verification"  # verification, rollback, re-verification: where it is
 
     @property
     def subject(self) -> str:
@@ -65,9 +68,9 @@ class DeployRun:
         return failed and not self.dry_run and self.refusal is None
 
     def verdict(self) -> str:
-        """passed, dry_run, failed, rolled_back or rollback_failed."""
+        """passed, degraded, dry_run, failed, rolled_back or rollback_failed."""
         if self.kind == "deploy" and self.window is not None and self.window.passed:
-            return "passed"
+            return "degraded" if self.window.degraded else "passed"
         if self.kind == "deploy" and self.dry_run:
             return "dry_run"
         if self.rollback is None:
@@ -77,8 +80,21 @@ class DeployRun:
 
     def rollback_verdict(self) -> str:
         """The rollback record's own verdict: did the restored release pass verification?"""
-        healthy = self.rollback_window is not None and self.rollback_window.passed
-        return "passed" if healthy else "failed"
+        window = self.rollback_window
+        if window is None or not window.passed:
+            return "failed"
+        return "degraded" if window.degraded else "passed"
+
+    def interrupted_verdict(self) -> str:
+        """The deploy record's verdict when the run was stopped: the release failed and its
+        rollback had begun (so the gate refuses it), or nothing is known yet."""
+        failed = self.window is not None and self.window.verdict.status == "failed"
+        began = self.kind == "deploy" and failed and self.stage != "verification"
+        return "rollback_interrupted" if began else "interrupted"
+
+    def is_degraded(self) -> bool:
+        window = self.window if self.kind == "deploy" else self.rollback_window
+        return self.verdict() in ("degraded", "rolled_back") and bool(window and window.degraded)
 
     def state_name(self) -> str | None:
         verdict = self.verdict()
@@ -92,8 +108,11 @@ class DeployRun:
             if verdict == "rolled_back":
                 return f"{self.target} rolled back to {to} by hand; it passed verification"
             return f"{self.target}: rollback to {to} FAILED"
+        replaced = f" (replacing {self.replaced})" if self.replaced else ""
         return {
-            "passed": f"{self.subject} passed verification",
+            "passed": f"{self.subject} passed verification{replaced}",
+            "degraded": f"{self.subject} passed (degraded): no measurement was Successful, "
+            f"every one was Inconclusive{replaced}",
             "dry_run": f"{self.subject} failed verification (dry run: nothing rolled back)",
             "failed": f"{self.subject} failed verification; NOT rolled back",
             "rolled_back": f"{self.subject} failed verification; rolled back to {to}",
@@ -107,6 +126,7 @@ class DeployRun:
             lines.append(f"Verification of {self.release}: {self.window.verdict.reason}")
             if not self.window.passed:
                 lines += [f"Failing check: {line}" for line in self.window.deciding_problems()]
+                lines += self.window.deciding_logs()
         decision = self._decision()
         if decision:
             lines.append(decision)
@@ -123,6 +143,7 @@ class DeployRun:
             if not self.rollback_window.passed:
                 problems = self.rollback_window.deciding_problems()
                 lines += [f"Still failing: {line}" for line in problems]
+                lines += self.rollback_window.deciding_logs()
         return lines
 
     def _decision(self) -> str | None:
@@ -149,15 +170,23 @@ class DeployRun:
     def rollback_healthy(self) -> str:
         if self.rollback is None:
             return "not attempted"
-        return "yes" if self.verdict() == "rolled_back" else "no"
+        if self.verdict() != "rolled_back":
+            return "no"
+        return "degraded" if self.rollback_window and self.rollback_window.degraded else "yes"
 
     def alert(self, flow_run_url: str | None = None) -> Alert:
         verdict = self.verdict()
-        fine = verdict == "passed" or (self.kind == "rollback" and verdict == "rolled_back")
+        fine = verdict in ("passed", "degraded") or (
+            self.kind == "rollback" and verdict == "rolled_back"
+        )
         severity: Severity = "low" if fine else self.severity
+        if verdict == "degraded":
+            severity = "medium"
         if verdict in ("failed", "rollback_failed"):
             severity = "critical"
         fields = {"Release": self.release or "unknown", "Verdict": verdict}
+        if self.replaced and verdict in ("passed", "degraded"):
+            fields["Replaced"] = self.replaced
         if self.rollback is not None:
             fields["Rolled back to"] = self.to_release
         elif self.dry_run and self.refusal is None and self.plan is not None:
@@ -290,4 +319,61 @@ def stopped_alert(subject: str, error: BaseException, flow_run_url: str | None) 
         summary=f"vigil could not finish: {error!r}. Check the target by hand: it may be "
         "running either release, or be half rolled back.",
         flow_run_url=flow_run_url,
+    )
+
+
+def interrupted_alert(run: DeployRun, why: str, flow_run_url: str | None) -> Alert:
+    """A run stopped from outside (SIGTERM, cancellation) or by a crash, half-way: where it
+    was, what may be running now, and the command to run next. The records say
+    `interrupted`, never that a release failed, and known-good releases are unchanged."""
+    stage = run.stage
+    to = run.plan.to_release if run.plan else None
+    if stage == "verification":
+        running = f"{run.release} (deployed before vigil was stopped; not verified)"
+        step = f"vigil verify-deploy {run.target} --release {run.release}"
+    else:
+        running = (
+            f"{run.release} or {to} (the rollback was under way; check the target)"
+            if stage == "rollback"
+            else f"{to} (restored by the rollback; its verification did not finish)"
+        )
+        step = f"vigil rollback {run.target} --to {to}" if to else "vigil status"
+    summary = (
+        f"vigil was stopped ({why}) during the {stage} of {run.subject}. Now running: "
+        f"{running}. Next step: `{step}`."
+    )
+    return Alert(
+        title=f"{run.subject}: deploy verification interrupted during the {stage}",
+        severity="critical",
+        duty=duty_of(run.kind),
+        subject=run.target,
+        summary=summary,
+        details=[*run.lines(), "Recorded as interrupted: no release was marked failed or good."],
+        since=run.started_at,
+        flow_run_url=flow_run_url,
+        fields={"Interrupted": why, "Stage": stage, "Next step": step},
+    )
+
+
+def interrupted_rows_alert(
+    target: str, rows: list[tuple[str, str | None]], state: str, flow_run_url: str | None
+) -> Alert:
+    """From a state hook (crashed, cancelled) that found this run's records still running:
+    (kind, release) of each, newest last."""
+    kind, release = rows[-1]
+    stage = "verification" if kind == "deploy" else "rollback or its re-verification"
+    step = (
+        f"vigil verify-deploy {target} --release {release}"
+        if kind == "deploy"
+        else f"vigil rollback {target} --to {release}"
+    )
+    return Alert(
+        title=f"{target}@{release}: deploy verification interrupted ({state})",
+        severity="critical",
+        duty=duty_of("deploy" if kind == "deploy" else "rollback"),
+        subject=target,
+        summary=f"The run ended {state} during the {stage} of {release}; its records are "
+        f"marked interrupted (no release marked failed or good). Next step: `{step}`.",
+        flow_run_url=flow_run_url,
+        fields={"Interrupted": state, "Next step": step},
     )

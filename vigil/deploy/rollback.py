@@ -35,12 +35,14 @@ class StepRun:
 @dataclass(frozen=True)
 class RollbackRequest:
     """A rollback to plan: away from `release`, to `to` if given, else to the newest release
-    in `known_good` the strategy can use."""
+    in `known_good` the strategy can use. `refused` are the releases vigil rolled back (the
+    ones `deploy-gate` refuses): no fallback of any strategy ever picks one."""
 
     target: str
     release: str | None
     to: str | None = None
     known_good: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,11 @@ class CheckReading:
     verdict: MeasurementClass
     observed: str
     problems: tuple[str, ...] = ()
+    # A process manager's restart count (the window's baseline is its first reading) and,
+    # when the process failed, the tail of its error log.
+    restarts: int | None = None
+    log_tail: str = ""
+    log_path: str = ""
 
     @property
     def label(self) -> str:
@@ -56,6 +61,8 @@ class CheckReading:
             "verdict": self.verdict,
             "observed": self.observed,
             "problems": list(self.problems),
+            **({"restarts": self.restarts} if self.restarts is not None else {}),
+            **({"log_tail": self.log_tail, "log_path": self.log_path} if self.log_tail else {}),
         }
 
 
@@ -104,6 +111,49 @@ def classify_process(
     if exit_code != 0:
         return CheckReading("process", command, FAILED, seen, (f"exited {exit_code}",))
     return CheckReading("process", command, SUCCESSFUL, seen)
+
+
+@dataclass(frozen=True)
+class Pm2Seen:
+    """What `pm2 jlist` said about one app: every instance's status, restarts summed."""
+
+    app: str
+    home: str
+    statuses: tuple[str, ...] = ()
+    restarts: int = 0
+    exec_path: str | None = None
+    missing: str | None = None  # why the app is not there at all (no daemon, no such app)
+
+
+def classify_pm2(
+    seen: Pm2Seen | None, error: str | None, baseline: int | None, max_restarts: int
+) -> CheckReading:
+    """Online with restarts not climbing past `max_restarts` since the window's first
+    reading is Successful; anything else pm2 answered is Failed; no answer is an Error."""
+    if seen is None:
+        why = f"pm2: could not read its process list: {error}"
+        return CheckReading("process", "pm2", ERROR, why)
+    where = f"pm2 {seen.app}"
+    if seen.missing:
+        said = f"pm2: {seen.missing}"
+        return CheckReading("process", where, FAILED, said, (said,))
+    bad = sorted({s for s in seen.statuses if s != "online"})
+    count = f"{seen.restarts} restart{'s' if seen.restarts != 1 else ''}"
+    instances = f" ({len(seen.statuses)} instances)" if len(seen.statuses) > 1 else ""
+    if bad:
+        said = f"pm2: {seen.app} {', '.join(bad)}{instances}, {count}"
+        return CheckReading("process", where, FAILED, said, (said,), seen.restarts)
+    observed = f"pm2: {seen.app} online{instances}, {count}"
+    if seen.exec_path:
+        observed += f", running {seen.exec_path}"
+    climbed = seen.restarts - baseline if baseline is not None else 0
+    if climbed > max_restarts:
+        said = (
+            f"pm2: {seen.app} restarted {climbed} times during the window (max_restarts "
+            f"{max_restarts}), {count} in all"
+        )
+        return CheckReading("process", where, FAILED, said, (said,), seen.restarts)
+    return CheckReading("process", where, SUCCESSFUL, observed, (), seen.restarts)
 
 
 # --- counting and deciding -------------------------------------------------------------------
@@ -222,6 +272,35 @@ class VerificationWindow:
     @property
     def passed(self) -> bool:
         return self.verdict.status == "passed"
+
+    @property
+    def degraded(self) -> bool:
+        """Passed, but not one measurement was Successful: only Inconclusive (degraded)."""
+        return self.passed and self.tally.successful == 0
+
+    def restarts_baseline(self) -> int | None:
+        """The process manager's restart count at the window's first reading of it: restarts
+        beyond it during the window count against the release."""
+        for measurement in self.measurements:
+            for check in measurement.checks:
+                if check.restarts is not None:
+                    return check.restarts
+        return None
+
+    def deciding_logs(self) -> list[str]:
+        """The process manager's error log tail for each check that failed in the deciding
+        measurement, as lines for the alert."""
+        lines: list[str] = []
+        for measurement in reversed(self.measurements):
+            if measurement.verdict == SUCCESSFUL:
+                continue
+            for check in measurement.checks:
+                if check.log_tail:
+                    where = f"{check.check} {check.target}"
+                    lines.append(f"Error log of {where} ({check.log_path}), last lines:")
+                    lines += [f"  | {line}" for line in check.log_tail.splitlines()]
+            return lines
+        return lines
 
     def deciding_problems(self) -> list[str]:
         """The checks that were not Successful in the last measurement that had any: for a
