@@ -8,7 +8,7 @@ runs it starts), CPU (the serve tree's, children included), and at the end the s
 state, late starts, and ERROR/Traceback lines in both logs. Prints a table, writes a PNG per
 size and a JSON, and extrapolates to a year at one sweep a minute at the default retention.
 
-    .venv/bin/python -m benchmarks.soak --minutes 5 --sizes 100,1000 --out benchmarks/results
+    .venv/bin/python -m benchmarks.soak --minutes 5 --sizes 100,1000 --out /tmp/vigil-soak
 
 Run it on an otherwise idle machine; it starts and stops only its own processes.
 """
@@ -351,7 +351,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--sizes", default="100,1000")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "vigil-soak")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     summaries = []

@@ -105,7 +105,7 @@ def test_status_warns_about_a_server_that_keeps_runs_forever(
     found = status(prefect_server, tmp_path)
     assert found["vacuum"] == ["events"]
     [warning] = found["warnings"]
-    assert f"set {VACUUM_ENABLED}=events,flow_runs and {VACUUM_RETENTION}=1209600" in warning
+    assert f"set {VACUUM_ENABLED}=events,flow_runs and {VACUUM_RETENTION}=604800" in warning
     assert found["size_bytes"] and found["size_of"].endswith("prefect.db")
 
 

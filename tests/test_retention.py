@@ -75,10 +75,7 @@ def test_config_defaults_and_refusals() -> None:
     assert config.retention.checks == timedelta(days=14)
     assert config.retention.rollups == timedelta(days=400)
     assert config.retention.backups == timedelta(days=1825)
-    assert config.retention.prefect_runs_horizon == timedelta(days=14)  # as long as checks
-    assert parse_config("retention: {checks: 5m}").retention.prefect_runs_horizon == timedelta(
-        hours=2
-    )
+    assert config.retention.prefect_runs_horizon == timedelta(days=7)
     for bad, words in (
         ("{checks: 500d}", "rollups must be kept at least as long as checks"),
         ("{prefect_runs: 30m}", "longer than 1h"),

@@ -454,7 +454,9 @@ class RecordsRetention(Model):
     drills: Duration = timedelta(days=1825)
     deploys: Duration = timedelta(days=1825)
     notifications: Duration = timedelta(days=1825)
-    prefect_runs: Duration | None = None  # default: as long as `checks` (at least 2h)
+    # 7 days of a sweep a minute is ~1.8 GB of Prefect database (benchmarks/soak.py); vigil's
+    # own records keep the history beyond it.
+    prefect_runs: Duration = timedelta(days=7)
     prefect_db_warn_size: Size = 5 * 1000**3
     batch_size: int = Field(default=2000, ge=1, le=100_000)
     schedule: Cron = "30 3 * * *"
@@ -465,7 +467,7 @@ class RecordsRetention(Model):
             value = getattr(self, name)
             if isinstance(value, timedelta) and value < timedelta(minutes=1):
                 raise ValueError(f"{name} must be at least 1m")
-        if self.prefect_runs is not None and self.prefect_runs <= timedelta(hours=1):
+        if self.prefect_runs <= timedelta(hours=1):
             raise ValueError("prefect_runs must be longer than 1h (Prefect's own minimum)")
         if self.rollups < self.checks:
             raise ValueError("rollups must be kept at least as long as checks (they sum them)")
@@ -474,7 +476,7 @@ class RecordsRetention(Model):
     @property
     def prefect_runs_horizon(self) -> timedelta:
         """How long the Prefect server vigil starts keeps finished flow runs."""
-        return self.prefect_runs or max(self.checks, timedelta(hours=2))
+        return self.prefect_runs
 
 
 # --- the whole file ----------------------------------------------------------------------------
