@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import SQLAlchemyError
 
+from vigil import boundary
 from vigil.config import Config, load_config
 from vigil.duties import this_run_name
 from vigil.redact import error_line
@@ -51,10 +51,8 @@ def daily_housekeeping(config_path: str | None = None) -> Any:
     except SQLAlchemyError as exc:
         message = f"the records store refused the prune: {error_line(exc)}"
         return outcome("PruneFailed", {"headline": message}, message)
-    create_table_artifact(
-        key=ARTIFACT_KEY,
-        table=prune_table(done),
-        description=f"{done.deleted:,} record(s) past retention deleted",
+    boundary.publish_table(
+        ARTIFACT_KEY, prune_table(done), f"{done.deleted:,} record(s) past retention deleted"
     )
     message = f"deleted {done.deleted:,} record(s) past retention; {done.vacuum}"
     summary = {
