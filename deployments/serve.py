@@ -38,6 +38,7 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
     from flows.backup import daily_backup
     from flows.deploy import deploy_verify
     from flows.drill import dr_drill
+    from flows.housekeeping import daily_housekeeping
     from flows.report import weekly_report
     from flows.restore_test import weekly_restore_test
     from flows.sweep import uptime_sweep
@@ -96,6 +97,14 @@ def build_deployments(config: Config, config_path: str) -> list[Any]:
     report = cron(config.report.schedule, config.timezone)
     deployments.append(
         scheduled(weekly_report, "weekly-report", "The week's uptime and duties.", schedule=report)
+    )
+    deployments.append(
+        scheduled(
+            daily_housekeeping,
+            "daily-housekeeping",
+            "Prune vigil's records to the retention and give the space back.",
+            schedule=cron(config.retention.schedule, config.timezone),
+        )
     )
     return deployments
 

@@ -19,6 +19,7 @@ def test_example_config_serves_each_duty_on_its_schedule() -> None:
         "weekly-restore-test",
         "dr-drill",
         "weekly-report",
+        "daily-housekeeping",
     }
     backup = deployments["daily-backup"].schedules[0].schedule
     assert backup.cron == "0 2 * * *" and backup.timezone == "UTC"
@@ -31,7 +32,7 @@ def test_example_config_serves_each_duty_on_its_schedule() -> None:
 def test_removed_duties_are_not_scheduled() -> None:
     config = parse_config("monitors: [{name: a, url: 'http://127.0.0.1/'}]")
     names = [d.name for d in build_deployments(config, "/x.yaml")]
-    assert names == ["uptime-sweep", "weekly-report"]
+    assert names == ["uptime-sweep", "weekly-report", "daily-housekeeping"]
 
 
 def test_first_sunday_of_the_month_really_means_that() -> None:

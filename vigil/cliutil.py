@@ -48,6 +48,7 @@ class GlobalOptions:
     """Options given before the command (`vigil -c x.yaml sweep`)."""
 
     config_path: Path | None = None
+    loaded: Config | None = None  # the config this command loaded (config_for)
 
 
 options = GlobalOptions()
@@ -73,7 +74,8 @@ def config_param(path: Path | None) -> str | None:
 def config_for(path: Path | None) -> Config:
     """Load the config named on the command line; bad config is exit code 2."""
     try:
-        return load_config(config_path(path))
+        options.loaded = load_config(config_path(path))
+        return options.loaded
     except ConfigError as exc:
         where = f" in {exc.path}" if exc.path else ""
         err.print(f"{len(exc.errors)} problem(s){where}:", markup=False)
@@ -86,16 +88,28 @@ def print_json(document: Any) -> None:
     sys.stdout.write(redact(json.dumps(document, indent=2, default=str)) + "\n")
 
 
-def connect_prefect(*, server_stays: bool = True) -> None:
+def connect_prefect(*, server_stays: bool = True, run_retention: Any = None) -> None:
     """Find (or start) the Prefect API for a command; one line and exit 1 if it is not
     reachable or refuses vigil's credentials (PREFECT_API_AUTH_STRING), not a traceback.
     `server_stays=False` when the command stops a server it started (`vigil up`)."""
     from vigil.runtime import ensure_prefect_api
 
     try:
-        ensure_prefect_api(server_stays=server_stays)
+        ensure_prefect_api(
+            server_stays=server_stays, run_retention=run_retention or _run_retention()
+        )
     except RuntimeError as exc:
         fail(f"cannot reach Prefect: {exc}", 1)
+
+
+def _run_retention() -> Any:
+    """The loaded config's `retention.prefect_runs` for a server vigil starts, else the
+    default's. (Never loads a config itself: loading registers that file's secrets for
+    redaction in place of the command's.)"""
+    from vigil.config import RecordsRetention
+
+    retention = options.loaded.retention if options.loaded else RecordsRetention()
+    return retention.prefect_runs_horizon
 
 
 def run_flow(

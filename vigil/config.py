@@ -485,6 +485,48 @@ class ReportConfig(Model):
     channels: list[str] = []
 
 
+# --- how long vigil keeps its own records ----------------------------------------------------
+
+
+class RecordsRetention(Model):
+    """How long vigil's records store keeps each kind of record (vigil/retention.py plans the
+    pruning). Raw checks are the bulk (one row per monitor per sweep); the hourly rollups keep
+    yearly SLOs and the 90-day bars; the rest is small and is the audit trail. `prefect_runs`
+    is the flow-run retention of the Prefect server vigil starts (its db_vacuum service)."""
+
+    checks: Duration = timedelta(days=30)
+    rollups: Duration = timedelta(days=400)
+    incidents: Duration = timedelta(days=1825)
+    backups: Duration = timedelta(days=1825)
+    restore_tests: Duration = timedelta(days=1825)
+    drills: Duration = timedelta(days=1825)
+    deploys: Duration = timedelta(days=1825)
+    notifications: Duration = timedelta(days=1825)
+    # 7 days of a sweep a minute is ~1.8 GB of Prefect database (benchmarks/soak.py); vigil's
+    # own records keep the history beyond it.
+    prefect_runs: Duration = timedelta(days=7)
+    prefect_db_warn_size: Size = 5 * 1000**3
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    schedule: Cron = "30 3 * * *"
+
+    @model_validator(mode="after")
+    def _sane(self) -> RecordsRetention:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, timedelta) and value < timedelta(minutes=1):
+                raise ValueError(f"{name} must be at least 1m")
+        if self.prefect_runs <= timedelta(hours=1):
+            raise ValueError("prefect_runs must be longer than 1h (Prefect's own minimum)")
+        if self.rollups < self.checks:
+            raise ValueError("rollups must be kept at least as long as checks (they sum them)")
+        return self
+
+    @property
+    def prefect_runs_horizon(self) -> timedelta:
+        """How long the Prefect server vigil starts keeps finished flow runs."""
+        return self.prefect_runs
+
+
 # --- the whole file ----------------------------------------------------------------------------
 
 
@@ -505,6 +547,7 @@ class Config(Model):
     deploys: dict[str, DeployTarget] = {}
     status_page: StatusPageConfig = StatusPageConfig()
     report: ReportConfig = ReportConfig()
+    retention: RecordsRetention = RecordsRetention()
 
     @field_validator("slo", mode="before")
     @classmethod

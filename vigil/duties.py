@@ -18,6 +18,7 @@ TAGS: dict[str, list[str]] = {
     "daily-backup": ["vigil", "backup"],
     "weekly-restore-test": ["vigil", "restore-test"],
     "dr-drill": ["vigil", "drill"],
+    "daily-housekeeping": ["vigil", "housekeeping"],
 }
 
 
@@ -34,6 +35,7 @@ LABELS: dict[str, str] = {
     "weekly-restore-test": "restore-test",
     "dr-drill": "drill",
     "weekly-report": "report",
+    "daily-housekeeping": "housekeeping",
 }
 
 

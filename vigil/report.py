@@ -253,7 +253,9 @@ def first_checks(store: Store, names: list[str], period: Period) -> dict[str, da
     """When each monitor was first checked (only the exact time matters inside the period).
 
     The rollups give the first hour cheaply; only a monitor whose first hour falls in the
-    period needs its exact first check, one index lookup each."""
+    period needs its exact first check, one index lookup each. The rollups outlive the raw
+    checks (retention): a first check not inside that first hour was pruned, and the hour is
+    the best answer left (the first remaining check would start the clock months late)."""
     if not names:
         return {}
     query = (
@@ -273,7 +275,8 @@ def first_checks(store: Store, names: list[str], period: Period) -> dict[str, da
                     CheckResult.monitor == name, CheckResult.checked_at >= hour
                 )
             )
-            found[name] = first or hour
+            inside = first is not None and first < hour + timedelta(hours=1)
+            found[name] = first if first is not None and inside else hour
     return found
 
 

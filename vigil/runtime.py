@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -125,9 +126,15 @@ def _access_hint() -> str:
     return "set PREFECT_API_AUTH_STRING to the user:password of the server's auth string"
 
 
-def ensure_prefect_api(start: bool = True, wait: float = 90.0, *, server_stays: bool = True) -> str:
-    """Point this process at a Prefect API, starting a local server if none is reachable,
-    and make sure it lets vigil in."""
+def ensure_prefect_api(
+    start: bool = True,
+    wait: float = 90.0,
+    *,
+    server_stays: bool = True,
+    run_retention: timedelta | None = None,
+) -> str:
+    """Point this process at a Prefect API, starting a local server if none is reachable
+    (keeping finished flow runs for `run_retention`), and make sure it lets vigil in."""
     url = configured_api_url()
     if url:
         check_api_access(url)
@@ -135,7 +142,7 @@ def ensure_prefect_api(start: bool = True, wait: float = 90.0, *, server_stays: 
     if not api_is_healthy(LOCAL_API):
         if not start:
             raise RuntimeError(f"no Prefect server answers at {LOCAL_API}")
-        start_local_server(wait, stays=server_stays)
+        start_local_server(wait, stays=server_stays, run_retention=run_retention)
     check_api_access(LOCAL_API)
     use_api(LOCAL_API)
     return LOCAL_API
@@ -158,15 +165,23 @@ def use_api(url: str) -> None:
     _api_context.append(context)
 
 
-def start_local_server(wait: float = 90.0, *, stays: bool = True) -> None:
+def start_local_server(
+    wait: float = 90.0, *, stays: bool = True, run_retention: timedelta | None = None
+) -> None:
     """`prefect server start --background` bound to loopback, then wait until it answers.
-    A server that `stays` outlives the command (the note says how to stop it)."""
+    A server that `stays` outlives the command (the note says how to stop it). It vacuums
+    finished flow runs after `run_retention` (default: the default config's), so its
+    database stays bounded (vigil.prefect_db)."""
+    from vigil.config import RecordsRetention
+    from vigil.prefect_db import server_env
+
     after = "; it keeps running after this command: `prefect server stop` stops it" if stays else ""
     print(
         f"vigil: starting a local Prefect server (UI on http://{LOCAL_HOST}:{LOCAL_PORT}{after})",
         file=sys.stderr,
     )
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    keep = run_retention or RecordsRetention().prefect_runs_horizon
+    env = server_env({**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}, keep)
     env.pop("PREFECT_API_URL", None)
     # A client that holds credentials gets a server that asks for them: the dashboard is
     # then not open to anyone who can reach the port (the server's own string wins).

@@ -421,6 +421,49 @@ def ui_base_url(environ: dict[str, str] | None = None) -> str:
     return LOCAL_UI
 
 
+def api_target(environ: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """The Prefect API vigil talks to (PREFECT_API_URL from the environment or the active
+    profile, else the local server) and the basic-auth header PREFECT_API_AUTH_STRING asks
+    for, read without importing Prefect."""
+    import base64
+
+    env = os.environ if environ is None else environ
+    settings = {**_profile_settings(env), **{k: v for k, v in env.items() if v}}
+    api = str(settings.get("PREFECT_API_URL") or LOCAL_UI + "/api").rstrip("/")
+    auth = settings.get("PREFECT_API_AUTH_STRING")
+    headers = {"Authorization": "Basic " + base64.b64encode(str(auth).encode()).decode()}
+    return api, headers if auth else {}
+
+
+def prefect_database(config: Config, environ: dict[str, str] | None = None) -> Any:
+    """How the Prefect server vigil talks to keeps its database (vigil.prefect_db), or None
+    when no server answers within a second."""
+    from vigil.prefect_db import assess, read_settings
+
+    api, headers = api_target(environ)
+    settings = read_settings(api, headers)
+    if not isinstance(settings, dict):
+        return None
+    retention = config.retention
+    return assess(
+        settings,
+        wanted=retention.prefect_runs_horizon,
+        warn_size=retention.prefect_db_warn_size,
+        env=environ,
+    )
+
+
+def prefect_lines(found: Any) -> list[str]:
+    """The screen's Prefect section: the vacuum and the size, then each warning."""
+    if found is None:
+        return ["", "Prefect database", "  no Prefect server answered: not checked"]
+    kept = _ago(found.retention) if found.retention else "?"
+    vacuum = "flow runs kept " + kept if "flow_runs" in found.vacuum else "flow runs kept forever"
+    size = f", {format_size(found.size_bytes)} ({found.size_of})" if found.size_bytes else ""
+    lines = ["", "Prefect database", f"  vacuum {','.join(found.vacuum)}: {vacuum}{size}"]
+    return lines + [f" ! {warning}" for warning in found.warnings]
+
+
 def _profile_settings(env: Any) -> dict[str, Any]:
     home = Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
     path = Path(env.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")

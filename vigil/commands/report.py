@@ -92,16 +92,17 @@ def _send_report(config: Path | None, days: int | None, json_output: bool) -> No
 
 def status_command(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     """Every monitor, backup, restore test, drill and deploy; exit 1 if anything needs you."""
-    from vigil.status import gather, render, ui_base_url
+    from vigil.status import gather, prefect_database, prefect_lines, render, ui_base_url
     from vigil.store import open_store
 
     loaded = config_for(config)
     with open_store(loaded.store.url) as store:
         screen = gather(loaded, store, datetime.now(UTC), ui_base_url())
+    prefect = prefect_database(loaded)  # warnings only: they do not change the exit code
     if json_output:
-        print_json(screen.as_dict())
+        print_json({**screen.as_dict(), "prefect": prefect.as_dict() if prefect else None})
     else:
-        for line in render(screen):
+        for line in render(screen) + prefect_lines(prefect):
             out.print(line, markup=False)
     if screen.needs_attention:
         raise typer.Exit(1)

@@ -321,10 +321,15 @@ def _private_file(path: Path) -> None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """Per connection: wait for locks instead of failing, let readers run beside a writer
-    (WAL), fsync less (safe under WAL), and enforce foreign keys."""
+    (WAL; a new file gets incremental auto-vacuum first), fsync less (safe under WAL), and
+    enforce foreign keys."""
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
     if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # WAL persists in the file
+        # A new file: incremental auto-vacuum must be chosen before WAL writes the header,
+        # so retention's deletes can shrink the file (vigil.store.prune).
+        if cursor.execute("PRAGMA page_count").fetchone()[0] == 0:
+            cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
         cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")

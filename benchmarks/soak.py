@@ -1,0 +1,374 @@
+"""Soak: `vigil serve` against its own Prefect server for minutes, with 100 and 1,000
+monitors on a fast local target, sweeping every 10 s (serve's floor) and housekeeping every
+minute with short retention horizons, so retention kicks in during the run.
+
+Recorded every few seconds: the records store's size (SQLite file + WAL), Prefect's
+database size, the RSS of every process of the server and of `vigil serve` (with the flow
+runs it starts), CPU (the serve tree's, children included), and at the end the sweep runs by
+state, late starts, and ERROR/Traceback lines in both logs. Prints a table, writes a PNG per
+size and a JSON, and extrapolates to a year at one sweep a minute at the default retention.
+
+    .venv/bin/python -m benchmarks.soak --minutes 5 --sizes 100,1000 --out /tmp/vigil-soak
+
+Run it on an otherwise idle machine; it starts and stops only its own processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.targets import ROOT, free_port, running_target
+
+TICK = os.sysconf("SC_CLK_TCK")
+SWEEP_EVERY_S = 10
+DAY_SWEEPS = 1440  # one sweep a minute
+
+
+def config_text(n: int, base: str, store: Path) -> str:
+    monitors = "\n".join(f"  - {{name: m{i}, url: '{base}/ok/{i}'}}" for i in range(n))
+    return (
+        f"store: {{url: 'sqlite:///{store}'}}\n"
+        f"sweep: {{every: {SWEEP_EVERY_S}s}}\n"
+        "retention: {checks: 2m, rollups: 3m, schedule: '* * * * *', prefect_runs: 2h}\n"
+        f"monitors:\n{monitors}\n"
+    )
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def tree(root: int) -> list[int]:
+    """`root` and every descendant, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += parents.get(pid, [])
+    return found
+
+
+def rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime + waited-for children's, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICK
+
+
+def size(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def wait_healthy(url: str, timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"no Prefect server at {url}")
+
+
+# --- one soak -------------------------------------------------------------------------------
+
+
+def soak(n: int, minutes: float, base: str, work: Path) -> dict[str, Any]:
+    from vigil.prefect_db import server_settings
+
+    home = work / f"n{n}"
+    home.mkdir(parents=True)
+    store, prefect_db = home / "vigil.db", home / "prefect" / "prefect.db"
+    config = home / "vigil.yaml"
+    config.write_text(config_text(n, base, store))
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    from datetime import timedelta
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {
+        "PREFECT_HOME": str(home / "prefect"),
+        "VIGIL_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    server_env = env | server_settings(timedelta(hours=2))
+    server = start(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        server_env,
+        home / "server.log",
+    )
+    serve = None
+    samples: list[dict[str, Any]] = []
+    try:
+        wait_healthy(api)
+        serve_env = env | {"PREFECT_API_URL": api}
+        serve = start(
+            [sys.executable, "-m", "vigil", "serve", "-c", str(config)],
+            serve_env,
+            home / "serve.log",
+        )
+        began = time.monotonic()
+        while time.monotonic() - began < minutes * 60:
+            time.sleep(5)
+            if serve.poll() is not None:
+                raise RuntimeError(f"vigil serve exited {serve.returncode}")
+            samples.append(sample(began, store, prefect_db, server.pid, serve.pid))
+        runs = sweep_runs(api, datetime.now(UTC))
+    finally:
+        if serve is not None:
+            stop(serve)
+        stop(server)
+    return {
+        "n": n,
+        "minutes": minutes,
+        "samples": samples,
+        "runs": runs,
+        "tables": table_bytes(store),
+        "rollups": rows(store, "hourly_rollups"),
+        "errors": errors(home),
+    }
+
+
+def sample(began: float, store: Path, prefect_db: Path, server: int, serve: int) -> dict[str, Any]:
+    serve_tree = tree(serve)
+    return {
+        "t": round(time.monotonic() - began, 1),
+        "store_bytes": size(store),
+        "prefect_bytes": size(prefect_db),
+        "server_rss": sum(rss(p) for p in tree(server)),
+        "serve_rss": rss(serve),
+        "runs_rss": sum(rss(p) for p in serve_tree if p != serve),
+        "serve_cpu_s": cpu_s(serve) + sum(cpu_s(p) for p in serve_tree if p != serve),
+        "server_cpu_s": sum(cpu_s(p) for p in tree(server)),
+        "checks": rows(store, "check_results"),
+    }
+
+
+def rows(store: Path, table: str) -> int | None:
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5) as c:
+            return int(c.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
+def table_bytes(store: Path) -> dict[str, int]:
+    """Bytes per table and its indexes (SQLite's dbstat)."""
+    with sqlite3.connect(store) as c:
+        found: dict[str, int] = {}
+        for _name, tbl, pgsize in c.execute(
+            "SELECT d.name, m.tbl_name, sum(d.pgsize) FROM dbstat d "
+            "JOIN sqlite_master m ON m.name = d.name GROUP BY d.name"
+        ):
+            found[tbl] = found.get(tbl, 0) + int(pgsize)
+        return found
+
+
+def sweep_runs(api: str, end: datetime) -> dict[str, Any]:
+    """Every flow run due before `end` by flow and state, and how late the sweeps started."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    states: dict[str, int] = {}
+    late = 0
+    lateness: list[float] = []
+    with SyncPrefectClient(api) as client:
+        offset = 0
+        while True:
+            batch = client.read_flow_runs(limit=200, offset=offset)
+            if not batch:
+                break
+            offset += len(batch)
+            for run in batch:
+                due = run.expected_start_time
+                if due is None or due > end:
+                    continue  # scheduled ahead, not due during the soak
+                key = f"{run.name.split(' ')[0]}:{run.state_name}"
+                states[key] = states.get(key, 0) + 1
+                if run.start_time and run.expected_start_time and run.name.startswith("sweep"):
+                    delay = (run.start_time - run.expected_start_time).total_seconds()
+                    lateness.append(delay)
+                    late += delay > SWEEP_EVERY_S
+    lateness.sort()
+    return {
+        "states": states,
+        "late": late,
+        "start_delay_p50_s": lateness[len(lateness) // 2] if lateness else None,
+        "start_delay_max_s": lateness[-1] if lateness else None,
+    }
+
+
+def errors(home: Path) -> list[str]:
+    found = []
+    for log in ("serve.log", "server.log"):
+        for line in (home / log).read_text(errors="replace").splitlines():
+            if "Traceback" in line or " ERROR " in line or "| ERROR" in line:
+                found.append(f"{log}: {line[:200]}")
+    return found
+
+
+# --- the figures ----------------------------------------------------------------------------
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    s, n = result["samples"], result["n"]
+    states = result["runs"]["states"]
+    sweeps = sum(v for k, v in states.items() if k.startswith("sweep:"))
+    done = states.get("sweep:Completed", 0)
+    half = s[len(s) // 2]
+    check_bytes = result["tables"].get("check_results", 0) / max(s[-1]["checks"] or 1, 1)
+    rollup_rows = n * 400 * 24
+    rollup_bytes = result["tables"].get("hourly_rollups", 0) / max(result["rollups"] or 1, 1)
+    # Steady state: the second half of the run, past warm-up, at one sweep per interval
+    # (the housekeeping runs of that half included in the Prefect growth).
+    half_sweeps = max((s[-1]["t"] - half["t"]) / SWEEP_EVERY_S, 1)
+    prefect_per_run = (s[-1]["prefect_bytes"] - half["prefect_bytes"]) / half_sweeps
+    year_records = check_bytes * n * DAY_SWEEPS * 30 + rollup_bytes * rollup_rows
+    return {
+        "monitors": n,
+        "minutes": result["minutes"],
+        "sweeps": sweeps,
+        "completed": done,
+        "not_completed": {
+            k: v for k, v in states.items() if k.startswith("sweep:") and k != "sweep:Completed"
+        },
+        "housekeeping_runs": {k: v for k, v in states.items() if k.startswith("housekeeping")},
+        "late": result["runs"]["late"],
+        "start_delay_max_s": result["runs"]["start_delay_max_s"],
+        "states": states,
+        "store_mb_mid_end": (half["store_bytes"] / 1e6, s[-1]["store_bytes"] / 1e6),
+        "store_mb_max": max(x["store_bytes"] for x in s) / 1e6,
+        "prefect_mb_start_end": (s[0]["prefect_bytes"] / 1e6, s[-1]["prefect_bytes"] / 1e6),
+        "server_rss_mb_mid_end": (half["server_rss"] / 1e6, s[-1]["server_rss"] / 1e6),
+        "serve_rss_mb_mid_end": (half["serve_rss"] / 1e6, s[-1]["serve_rss"] / 1e6),
+        "runs_rss_mb_max": max(x["runs_rss"] for x in s) / 1e6,
+        "cpu_s_per_sweep": (s[-1]["serve_cpu_s"] - half["serve_cpu_s"]) / half_sweeps,
+        "server_cpu_s_per_sweep": (s[-1]["server_cpu_s"] - half["server_cpu_s"]) / half_sweeps,
+        "bytes_per_check_row": check_bytes,
+        "bytes_per_rollup_row": rollup_bytes,
+        "prefect_kb_per_run": prefect_per_run / 1e3,
+        "year_records_gb_default_retention": year_records / 1e9,
+        "year_records_mb_per_monitor": year_records / n / 1e6,
+        "prefect_gb_at_30d_runs": prefect_per_run * DAY_SWEEPS * 30 / 1e9,
+        "errors": result["errors"][:10],
+        "error_count": len(result["errors"]),
+    }
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = result["samples"]
+    t = [x["t"] / 60 for x in s]
+    fig, (disk, mem) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    disk.plot(t, [x["store_bytes"] / 1e6 for x in s], label="records store (SQLite+WAL)")
+    disk.plot(t, [x["prefect_bytes"] / 1e6 for x in s], label="Prefect DB (SQLite+WAL)")
+    disk.set_ylabel("MB")
+    disk.set_title(
+        f"vigil serve soak, {result['n']} monitors, sweep every {SWEEP_EVERY_S}s, checks kept 2m"
+    )
+    disk.legend(fontsize=8)
+    mem.plot(t, [x["server_rss"] / 1e6 for x in s], label="Prefect server RSS")
+    mem.plot(t, [x["serve_rss"] / 1e6 for x in s], label="vigil serve RSS")
+    mem.plot(t, [x["runs_rss"] / 1e6 for x in s], label="flow-run subprocesses RSS")
+    mem.set_ylabel("MB")
+    mem.set_xlabel("minutes")
+    mem.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=5)
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "vigil-soak")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    with running_target() as base, tempfile.TemporaryDirectory(prefix="vigil-soak-") as work:
+        for n in (int(x) for x in args.sizes.split(",")):
+            print(f"soak: {n} monitors for {args.minutes} min ...", flush=True)
+            result = soak(n, args.minutes, base, Path(work))
+            plot(result, args.out / f"soak-{n}.png")
+            summary = summarize(result)
+            summaries.append(summary)
+            (args.out / f"soak-{n}.json").write_text(
+                json.dumps({"summary": summary, "samples": result["samples"]}, indent=1)
+            )
+            for key, value in summary.items():
+                print(f"  {key:<36} {value}")
+    print(f"\nsoak finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; plots in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
