@@ -181,11 +181,13 @@ def read_facts(
 
 def _tables(connection: psycopg.Connection[Any]) -> tuple[TableFacts, ...]:
     rows = connection.execute(
-        f"SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c "
+        f"SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, c.oid FROM pg_class c "
         f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
         f"AND {USER_SCHEMAS} AND {NOT_EXTENSION_MEMBER} ORDER BY 1, 2"
     ).fetchall()
-    return tuple(TableFacts(qualified(s, t), int(n), exact=False) for s, t, n in rows)
+    return tuple(
+        TableFacts(qualified(s, t), int(n), exact=False, oid=int(oid)) for s, t, n, oid in rows
+    )
 
 
 def count_in_snapshot(

@@ -51,6 +51,9 @@ class TableFacts:
     name: str  # schema-qualified by `qualified`: "public.users", "app.\"a.b\""
     rows: int
     exact: bool
+    # pg_class OID in the snapshot: how the archive's listing is matched (names may hold
+    # anything, and pg_restore --list prints them unquoted); None in older manifests.
+    oid: int | None = None
 
 
 @dataclass(frozen=True)
