@@ -134,6 +134,7 @@ def recover(
             limit="the hard time limit (restore_test.hard_timeout)",
             clean=clean,
             owners=owners,
+            subscriptions=True,
         )
     checked = time.monotonic()
     left = max(timeout - (checked - started), 1.0)
