@@ -26,6 +26,7 @@ from psycopg import sql
 from tasks.pg import CONNECT_TIMEOUT_S, USER_SCHEMAS, connect
 from tasks.snapshot import read_facts
 from vigil.backup.facts import qualified, split_name
+from vigil.backup.globals import missing_roles, roles_finding
 from vigil.config import SqlCheck
 from vigil.recovery import (
     CLOCK_SKEW,
@@ -58,8 +59,10 @@ def inspect(
     with connect_all(url, timeout, jobs) as (connection, *helpers):
         restored = read_restored(manifest, connection, amcheck=amcheck, helpers=helpers)
         configured = run_sql_checks(checks, database, connection)
+        present = [str(r[0]) for r in connection.execute("SELECT rolname FROM pg_roles")]
     compared = judge(manifest, restored)
-    findings = [*compared.findings, *configured]
+    roles = roles_finding(manifest, missing_roles(manifest, present))
+    findings = [*compared.findings, roles, *configured]
     return Comparison(findings, compared.recovery_point, compared.amcheck_s)
 
 

@@ -43,6 +43,7 @@ class ReadBack:
     manifest_size: int | None = None
     config_archive_size: int | None = None
     error: str | None = None
+    globals_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def verify(
             _seen(observed.manifest_size),
         ),
         *_config_archive(manifest.get("config_archive"), observed.config_archive_size),
+        *_globals(manifest.get("globals"), observed.globals_size),
         _equal("size", dump["size_bytes"], observed.size_bytes),
         _equal("checksum", dump["sha256"], observed.sha256),
         _min_size(observed.size_bytes, database.min_backup_size),
@@ -123,6 +125,17 @@ def _config_archive(archive: dict[str, Any] | None, size: int | None) -> list[Ve
             "; ".join(unreadable) or "all archived",
         ),
     ]
+
+
+def _globals(entry: dict[str, Any] | None, size: int | None) -> list[VerificationCheck]:
+    """The server's roles and tablespaces were saved, and are stored whole (nothing to
+    check for a manifest written before they were)."""
+    if entry is None:
+        return []
+    if entry.get("file") is None:
+        reason = entry.get("error") or "not saved"
+        return [VerificationCheck("globals", False, "roles and tablespaces saved", reason)]
+    return [_equal("globals", entry["file"]["size_bytes"], size)]
 
 
 def _equal(name: str, expected: Any, observed: Any) -> VerificationCheck:
