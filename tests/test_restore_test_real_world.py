@@ -17,11 +17,12 @@ import pytest
 from psycopg import sql
 
 from tasks.recovery import scratch
-from tasks.recovery.inspect import btree_indexes, check_index, install_amcheck
+from tasks.recovery.inspect import btree_indexes, check_index, install_amcheck, run_sql_checks
 from tests.fixtures.postgres import throwaway_database, with_database
 from tests.fixtures.restore import Setup, checks_by_name, scratch_databases
 from vigil import recovery
 from vigil import restore_test as rt
+from vigil.config import SqlCheck
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "nothing_left_behind")
 
@@ -220,3 +221,24 @@ def oid_of(connection: psycopg.Connection[tuple[object, ...]], name: str) -> int
     row = connection.execute("SELECT %s::regclass::oid", (name,)).fetchone()
     assert row is not None
     return int(str(row[0]))
+
+
+def test_a_sql_check_answering_nan_or_infinity_is_judged_not_crashed(pg_database: str) -> None:
+    """NaN is no "true" (Python would call it truthy); infinity is non-zero, so true."""
+    checks = [
+        SqlCheck(name="nan-float", sql="select 'NaN'::float8"),
+        SqlCheck(name="nan-numeric", sql="select 'NaN'::numeric"),
+        SqlCheck(name="infinite", sql="select '-Infinity'::numeric"),
+        SqlCheck(
+            name="minus-infinity-date",
+            sql="select max(d) > '-infinity' from (values ('-infinity'::date)) v(d)",
+        ),
+    ]
+    with psycopg.connect(pg_database, autocommit=True) as connection:
+        found = {f.name: (f.ok, f.observed) for f in run_sql_checks(checks, "", connection)}
+    assert found == {
+        "check nan-float": (False, "nan"),
+        "check nan-numeric": (False, "Decimal('NaN')"),
+        "check infinite": (True, "Decimal('-Infinity')"),
+        "check minus-infinity-date": (False, "False"),
+    }

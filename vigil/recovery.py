@@ -10,9 +10,11 @@ person reads when it failed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from vigil.backup.facts import SnapshotFacts
@@ -228,8 +230,16 @@ def sql_check(name: str, query: str, row: tuple[Any, ...] | None, error: str | N
         )
     value = row[0] if row else None
     observed = "no rows" if row is None else repr(value)
-    problem = None if value else f"{label}: expected true, got {observed} ({query})"
-    return Finding(label, bool(value), "true", observed, problem)
+    # NaN is truthy in Python, and no answer to "is this true?"
+    passed = bool(value) and not _is_nan(value)
+    problem = None if passed else f"{label}: expected true, got {observed} ({query})"
+    return Finding(label, passed, "true", observed, problem)
+
+
+def _is_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, Decimal) and value.is_nan()
 
 
 # --- one real recovery, as `vigil restore` reports it ----------------------------------------
