@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import yaml
@@ -113,7 +114,10 @@ def measure(tables: int, jobs: int, env: dict[str, str]) -> list[tuple[str, floa
         ]
         figures.append(("vigil backup", *in_child("backup", config, env)))
         target = f"bench_many_restore_{secrets.token_hex(3)}"
-        seconds_create, _ = timed(["createdb", "-d", SERVER, target], folder)
+        server = urlsplit(SERVER)
+        where_to = ["-h", server.hostname or "127.0.0.1", "-p", str(server.port or 5432)]
+        where_to += ["-U", server.username or "postgres"]
+        seconds_create, _ = timed(["createdb", *where_to, target], folder)
         seconds, peak = timed(
             ["pg_restore", f"-j{jobs}", "-d", on(SERVER, target), str(archive)], folder
         )
