@@ -24,6 +24,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from tasks.globals import roles_needed, save_globals
 from tasks.notify import notify
 from tasks.pgdump import Dumped, dump, read_stored
 from tasks.snapshot import take_snapshot
@@ -177,9 +178,11 @@ def write_backup(
     keys = Keys.of(name)
     with take_snapshot(database) as held:
         held.start_counting()
+        needed = roles_needed(held.connection)
         dumped: Dumped = dump(database, held.facts, config.backup.compression, storage, keys.dump)
         facts = held.counted()
     archive, unreadable = archive_configs(config, storage, keys)
+    server = save_globals(storage, database, keys.globals, needed)
     manifest = build_manifest(
         backup=name,
         database=database.name,
@@ -193,6 +196,7 @@ def write_backup(
         started_at=created,
         dump_seconds=dumped.seconds,
     )
+    manifest["globals"] = server
     store_object(storage, keys.manifest, json.dumps(manifest, indent=1).encode())
     return manifest
 

@@ -151,7 +151,16 @@ def read_back(storage: Storage, keys: Keys) -> ReadBack:
         listing.seek(0)
         toc = listing.read().decode("utf-8", errors="replace") if code == 0 else None
         problem = None if code == 0 else f"pg_restore --list failed (exit {code}): {tail(errors)}"
-    return ReadBack(True, size, digest.hexdigest(), toc, problem, manifest_size, archive_size)
+    return ReadBack(
+        True,
+        size,
+        digest.hexdigest(),
+        toc,
+        problem,
+        manifest_size,
+        archive_size,
+        globals_size=storage.size(keys.globals),
+    )
 
 
 def _feed(stdin: IO[bytes], chunk: bytes | None) -> bool:

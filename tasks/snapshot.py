@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -20,10 +21,14 @@ from prefect.tasks import exponential_backoff
 from psycopg import sql
 
 from tasks.pg import CONNECT_TIMEOUT_S, NOT_EXTENSION_MEMBER, USER_SCHEMAS
-from vigil.backup.facts import SnapshotFacts, TableFacts
+from vigil.backup.facts import SnapshotFacts, TableFacts, qualified, split_name
 from vigil.backup.identity import BackupError, describe_url, retry_if_transient
 from vigil.config import Database
 from vigil.redact import error_line
+
+# Tables counted per transaction: each holds a lock on its tables (and, while planning,
+# their indexes) until it ends, so a batch adds at most a few hundred locks to pg_dump's.
+COUNT_BATCH = 100
 
 
 class HeldSnapshot:
@@ -31,8 +36,11 @@ class HeldSnapshot:
 
     The snapshot exists only while this transaction is open, so hold it until pg_dump has
     finished (retries included), then close it. Exact row counts are taken in the same
-    transaction, so in the same snapshot, while pg_dump runs: on a big database counting
-    is a scan of every table, which would otherwise come on top of the dump's own.
+    snapshot while pg_dump runs (on a big database counting is a scan of every table, which
+    would otherwise come on top of the dump's own), on a connection of their own, in
+    batches of COUNT_BATCH tables, each batch a transaction importing the snapshot: its
+    locks go when the batch ends, so counting never doubles the locks pg_dump holds (one
+    per table), and where a bare pg_dump fits in the server's lock table, so does a backup.
     """
 
     def __init__(
@@ -41,8 +49,10 @@ class HeldSnapshot:
         self.connection = connection
         self.facts = facts
         self.name = database.name
+        self.url = database.url
         self.exact = database.exact_counts
         self._counter: threading.Thread | None = None
+        self._counting: psycopg.Connection[Any] | None = None
         self._counts: dict[str, int] = {}
         self._problem: BackupError | None = None
 
@@ -59,15 +69,15 @@ class HeldSnapshot:
         self._counter.join()
         if self._problem is not None:
             raise self._problem
-        tables = tuple(
-            TableFacts(t.name, self._counts[t.name], exact=True) for t in self.facts.tables
-        )
+        tables = tuple(replace(t, rows=self._counts[t.name], exact=True) for t in self.facts.tables)
         return replace(self.facts, tables=tables)
 
     def _count(self) -> None:
         try:
-            names = [tuple(t.name.split(".", 1)) for t in self.facts.tables]
-            self._counts = count_rows(self.connection, [(s, t) for s, t in names])
+            self._counting = psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S)
+            with self._counting:
+                names = [split_name(t.name) for t in self.facts.tables]
+                self._counts = count_in_snapshot(self._counting, self.facts.snapshot_id, names)
         except psycopg.errors.QueryCanceled:
             self._problem = BackupError(
                 f"{self.name}: counting rows hit the server's statement_timeout; set "
@@ -78,7 +88,9 @@ class HeldSnapshot:
 
     def close(self) -> None:
         if self._counter is not None and self._counter.is_alive():
-            self.connection.cancel_safe()
+            if self._counting is not None:
+                with suppress(psycopg.Error):
+                    self._counting.cancel_safe()
             self._counter.join()
         self.connection.close()
 
@@ -169,11 +181,34 @@ def read_facts(
 
 def _tables(connection: psycopg.Connection[Any]) -> tuple[TableFacts, ...]:
     rows = connection.execute(
-        f"SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c "
+        f"SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, c.oid FROM pg_class c "
         f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
         f"AND {USER_SCHEMAS} AND {NOT_EXTENSION_MEMBER} ORDER BY 1, 2"
     ).fetchall()
-    return tuple(TableFacts(f"{s}.{t}", int(n), exact=False) for s, t, n in rows)
+    return tuple(
+        TableFacts(qualified(s, t), int(n), exact=False, oid=int(oid)) for s, t, n, oid in rows
+    )
+
+
+def count_in_snapshot(
+    connection: psycopg.Connection[Any],
+    snapshot_id: str,
+    tables: Sequence[tuple[str, str]],
+    batch: int = COUNT_BATCH,
+) -> dict[str, int]:
+    """Exact rows of each (schema, table) as of the exported snapshot, `batch` tables per
+    transaction (each importing the snapshot), so the locks counting takes are released as
+    it goes instead of piling up until the end."""
+    connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    connection.read_only = True
+    counts: dict[str, int] = {}
+    for start in range(0, len(tables), batch):
+        with connection.transaction():
+            connection.execute(
+                sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id))
+            )
+            counts.update(count_rows(connection, tables[start : start + batch]))
+    return counts
 
 
 def count_rows(
@@ -186,7 +221,7 @@ def count_rows(
             sql.Identifier(schema), sql.Identifier(table)
         )
         row = connection.execute(query).fetchone()
-        counts[f"{schema}.{table}"] = int(row[0]) if row else 0
+        counts[qualified(schema, table)] = int(row[0]) if row else 0
     return counts
 
 

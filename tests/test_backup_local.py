@@ -48,7 +48,9 @@ def test_backup_to_a_folder_is_complete_verified_and_announced(
     assert (record.status, record.verified) == ("succeeded", True)
     assert record.id.startswith("main-") and record.database == "main"
     files = sorted(p.name for p in (folder / "main").iterdir())
-    assert files == [f"{record.id}.{ext}" for ext in ("config.tar.gz", "dump", "manifest.json")]
+    assert files == [
+        f"{record.id}.{ext}" for ext in ("config.tar.gz", "dump", "globals.sql", "manifest.json")
+    ]
     dump = (folder / "main" / f"{record.id}.dump").read_bytes()
     assert record.size_bytes == len(dump)
     assert record.sha256 == hashlib.sha256(dump).hexdigest()

@@ -10,9 +10,11 @@ person reads when it failed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from vigil.backup.facts import SnapshotFacts
@@ -63,11 +65,14 @@ class TableScan:
 
 @dataclass(frozen=True)
 class IndexCheck:
-    """`bt_index_check` of one index: `problem` is None when it passed."""
+    """`bt_index_check` of one index: `problem` is None when it passed; `corrupt` says
+    whether the error was amcheck finding the index inconsistent, rather than the check
+    being refused (a lock, a permission, an index amcheck cannot read)."""
 
     name: str
     problem: str | None
     seconds: float
+    corrupt: bool = True
 
 
 @dataclass(frozen=True)
@@ -187,15 +192,22 @@ def compare_fingerprint(manifest: dict[str, Any], fingerprint: str, version_num:
 
 
 def btree_finding(checks: Sequence[IndexCheck], skipped: str | None) -> Finding:
+    """Only corruption amcheck reports fails the copy; an index it could not check is
+    named as such (unchecked is not corrupt, and not proven sound either)."""
     expected = "bt_index_check passes on every B-tree index"
     if skipped is not None:
         return Finding("amcheck", True, expected, skipped)
-    broken = [c.problem for c in checks if c.problem is not None]
+    broken = sorted(c.problem for c in checks if c.problem is not None and c.corrupt)
+    unchecked = sorted(c.problem for c in checks if c.problem is not None and not c.corrupt)
+    checked = len(checks) - len(unchecked)
+    observed = f"{checked} indexes checked"
+    if unchecked:
+        observed += f"; {len(unchecked)} could not be checked: " + "; ".join(unchecked)
     if not broken:
-        return Finding("amcheck", True, expected, f"{len(checks)} indexes checked")
-    problem = f"amcheck: {len(broken)} of {len(checks)} B-tree indexes corrupt: " + "; ".join(
-        sorted(broken)
-    )
+        return Finding("amcheck", True, expected, observed)
+    problem = f"amcheck: {len(broken)} of {checked} B-tree indexes corrupt: " + "; ".join(broken)
+    if unchecked:
+        problem += f" ({len(unchecked)} more could not be checked: " + "; ".join(unchecked) + ")"
     return Finding("amcheck", False, expected, f"{len(broken)} corrupt", problem)
 
 
@@ -218,8 +230,16 @@ def sql_check(name: str, query: str, row: tuple[Any, ...] | None, error: str | N
         )
     value = row[0] if row else None
     observed = "no rows" if row is None else repr(value)
-    problem = None if value else f"{label}: expected true, got {observed} ({query})"
-    return Finding(label, bool(value), "true", observed, problem)
+    # NaN is truthy in Python, and no answer to "is this true?"
+    passed = bool(value) and not _is_nan(value)
+    problem = None if passed else f"{label}: expected true, got {observed} ({query})"
+    return Finding(label, passed, "true", observed, problem)
+
+
+def _is_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, Decimal) and value.is_nan()
 
 
 # --- one real recovery, as `vigil restore` reports it ----------------------------------------

@@ -24,11 +24,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tasks.globals import target_roles
 from tasks.pg import USER_SCHEMAS, connect
 from tasks.recovery.fetch import Fetched, RecoveryError, RestoreRefused, fetch, load_manifest
 from tasks.recovery.inspect import inspect
 from tasks.recovery.restore import restore
 from tasks.storage import Storage
+from vigil.backup.globals import missing_roles, missing_roles_problem
 from vigil.backup.identity import describe_url
 from vigil.config import SqlCheck
 from vigil.recovery import RecoveryReport
@@ -124,6 +126,10 @@ def recover(
     allowed = check_target(target_url, clean=clean, jobs=jobs)
     with tempfile.TemporaryDirectory(prefix="vigil-restore-", dir=workdir) as folder:
         fetched = fetch(storage, backup, Path(folder), expected_sha256=expected_sha256)
+        if owners:
+            missing = missing_roles(fetched.manifest, target_roles(target_url))
+            if missing:
+                raise RestoreRefused(missing_roles_problem(fetched.manifest, missing))
         report = _report(fetched, backup, target_url, allowed, in_catalog)
         left = timeout - (time.monotonic() - started)
         report.restore_s = restore(
@@ -134,6 +140,7 @@ def recover(
             limit="the hard time limit (restore_test.hard_timeout)",
             clean=clean,
             owners=owners,
+            subscriptions=True,
         )
     checked = time.monotonic()
     left = max(timeout - (checked - started), 1.0)

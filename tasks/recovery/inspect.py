@@ -25,6 +25,8 @@ from psycopg import sql
 
 from tasks.pg import CONNECT_TIMEOUT_S, USER_SCHEMAS, connect
 from tasks.snapshot import read_facts
+from vigil.backup.facts import qualified, split_name
+from vigil.backup.globals import missing_roles, roles_finding
 from vigil.config import SqlCheck
 from vigil.recovery import (
     CLOCK_SKEW,
@@ -39,6 +41,8 @@ from vigil.recovery import (
 from vigil.redact import error_line
 
 T = TypeVar("T")
+# The earliest instant a Python datetime holds (year 1, UTC).
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def inspect(
@@ -55,8 +59,10 @@ def inspect(
     with connect_all(url, timeout, jobs) as (connection, *helpers):
         restored = read_restored(manifest, connection, amcheck=amcheck, helpers=helpers)
         configured = run_sql_checks(checks, database, connection)
+        present = [str(r[0]) for r in connection.execute("SELECT rolname FROM pg_roles")]
     compared = judge(manifest, restored)
-    findings = [*compared.findings, *configured]
+    roles = roles_finding(manifest, missing_roles(manifest, present))
+    findings = [*compared.findings, roles, *configured]
     return Comparison(findings, compared.recovery_point, compared.amcheck_s)
 
 
@@ -156,9 +162,13 @@ def scan_table(
     """Exact rows of a table and the newest timestamp in it, in one pass (the count reads
     every row anyway, so the recovery point costs nothing extra). Timestamps after the
     snapshot (expiry dates, schedules) are not data the backup could lose."""
-    schema, table = name.split(".", 1)
+    schema, table = split_name(name)
+    # Only finite stamps from year 1 on: '-infinity', BC dates and stamps before year 1
+    # are not instants Python (or a recovery point) can hold, and never the newest data.
     maxima = [
-        sql.SQL("max({c}) FILTER (WHERE {c} <= %(cutoff)s)").format(c=sql.Identifier(c))
+        sql.SQL("max({c}) FILTER (WHERE {c} <= %(cutoff)s AND {c} >= %(floor)s)").format(
+            c=sql.Identifier(c)
+        )
         for c in columns
     ]
     query = sql.SQL("SELECT {} FROM ONLY {}.{}").format(
@@ -166,7 +176,7 @@ def scan_table(
         sql.Identifier(schema),
         sql.Identifier(table),
     )
-    found = connection.execute(query, {"cutoff": cutoff}).fetchone()
+    found = connection.execute(query, {"cutoff": cutoff, "floor": EARLIEST}).fetchone()
     assert found is not None
     stamps = [stamp for stamp in map(_utc, found[1:]) if stamp is not None]
     return TableScan(name, int(found[0]), max(stamps, default=None))
@@ -175,9 +185,9 @@ def scan_table(
 def _relation_sizes(connection: psycopg.Connection[Any]) -> dict[str, int]:
     """Bytes on disk of each table and index: a fresh restore has no statistics yet."""
     return {
-        str(name): int(size)
-        for name, size in connection.execute(
-            f"SELECT n.nspname || '.' || c.relname, pg_relation_size(c.oid) FROM pg_class c "
+        qualified(schema, name): int(size)
+        for schema, name, size in connection.execute(
+            f"SELECT n.nspname, c.relname, pg_relation_size(c.oid) FROM pg_class c "
             f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'i') "
             f"AND {USER_SCHEMAS}"
         )
@@ -186,14 +196,14 @@ def _relation_sizes(connection: psycopg.Connection[Any]) -> dict[str, int]:
 
 def _timestamp_columns(connection: psycopg.Connection[Any]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
-    for table, column in connection.execute(
-        f"SELECT n.nspname || '.' || c.relname, a.attname FROM pg_attribute a "
+    for schema, table, column in connection.execute(
+        f"SELECT n.nspname, c.relname, a.attname FROM pg_attribute a "
         f"JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         f"WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped "
         f"AND a.atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype) AND {USER_SCHEMAS} "
-        f"ORDER BY 1, a.attnum"
+        f"ORDER BY 1, 2, a.attnum"
     ):
-        found.setdefault(str(table), []).append(str(column))
+        found.setdefault(qualified(schema, table), []).append(str(column))
     return found
 
 
@@ -217,39 +227,51 @@ def install_amcheck(connection: psycopg.Connection[Any]) -> tuple[str | None, bo
 
 
 def btree_indexes(connection: psycopg.Connection[Any]) -> list[tuple[str, int]]:
-    """(name, oid) of every B-tree index bt_index_check can read."""
+    """(name, oid) of every B-tree index with storage that bt_index_check can read: not a
+    partitioned table's parent index (relkind 'I', no storage of its own), not one left
+    invalid or not ready by a failed CREATE INDEX CONCURRENTLY, not another session's
+    temporary index, not an unlogged one on a standby (its storage is empty there)."""
     return [
-        (str(name), int(oid))
-        for name, oid in connection.execute(
-            f"SELECT n.nspname || '.' || c.relname, c.oid FROM pg_index i "
+        (qualified(schema, name), int(oid))
+        for schema, name, oid in connection.execute(
+            f"SELECT n.nspname, c.relname, c.oid FROM pg_index i "
             f"JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
             f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE a.amname = 'btree' "
-            f"AND i.indisvalid AND i.indisready AND c.relpersistence <> 't' "
-            f"AND {USER_SCHEMAS} ORDER BY 1"
+            f"AND c.relkind = 'i' AND i.indisvalid AND i.indisready AND i.indislive "
+            f"AND c.relpersistence <> 't' "
+            f"AND (c.relpersistence <> 'u' OR NOT pg_is_in_recovery()) "
+            f"AND {USER_SCHEMAS} ORDER BY 1, 2"
         )
     ]
 
 
+# What amcheck raises when it finds an index inconsistent (ERRCODE_INDEX_CORRUPTED, and
+# ERRCODE_DATA_CORRUPTED for a damaged page). Any other error (a refusal, a lock, a missing
+# permission, an index dropped meanwhile) says nothing about the index's integrity.
+CORRUPTION = frozenset({"XX001", "XX002"})
+
+
 def check_index(connection: psycopg.Connection[Any], name: str, oid: int) -> IndexCheck:
+    """bt_index_check of one index; an error is corruption only when amcheck says so."""
     started = time.monotonic()
     try:
         connection.execute("SELECT bt_index_check(%s::oid::regclass)", (oid,))
-        problem = None
+        problem, corrupt = None, False
     except psycopg.errors.QueryCanceled:
         raise
     except psycopg.Error as exc:
-        problem = f"{name} ({error_line(exc)})"
-    return IndexCheck(name, problem, time.monotonic() - started)
+        problem, corrupt = f"{name} ({error_line(exc)})", exc.sqlstate in CORRUPTION
+    return IndexCheck(name, problem, time.monotonic() - started, corrupt=corrupt)
 
 
 def invalid_indexes(connection: psycopg.Connection[Any]) -> list[str]:
     """Indexes a failed CREATE INDEX CONCURRENTLY (or a broken restore) left unusable."""
     return [
-        str(row[0])
-        for row in connection.execute(
-            f"SELECT n.nspname || '.' || c.relname FROM pg_index i "
+        qualified(schema, name)
+        for schema, name in connection.execute(
+            f"SELECT n.nspname, c.relname FROM pg_index i "
             f"JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n "
-            f"ON n.oid = c.relnamespace WHERE NOT i.indisvalid AND {USER_SCHEMAS} ORDER BY 1"
+            f"ON n.oid = c.relnamespace WHERE NOT i.indisvalid AND {USER_SCHEMAS} ORDER BY 1, 2"
         )
     ]
 

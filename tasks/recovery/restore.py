@@ -31,6 +31,7 @@ def restore(
     limit: str = "the hard time limit",
     clean: bool = False,
     owners: bool = False,
+    subscriptions: bool = False,
     server: str = "target server",
 ) -> float:
     """pg_restore --jobs into the target; returns its seconds.
@@ -38,10 +39,16 @@ def restore(
     Without `owners`, ownership and grants are skipped: a scratch server need not have
     production's roles, and a missing role says nothing about whether the backup is
     complete. `clean` drops the archive's objects in the target first; `server` names the
-    target's server in messages (the scratch server, the rehearsal server)."""
+    target's server in messages (the scratch server, the rehearsal server).
+
+    Without `subscriptions`, the archive's logical-replication subscriptions are left out:
+    a copy made to be checked and dropped must never subscribe to production's publisher,
+    and a database holding a subscription cannot simply be dropped. Only the real recovery
+    (`vigil restore`) brings them back, as pg_dump wrote them: disabled, not connected."""
     args = [find_tool("pg_restore"), "--exit-on-error", f"--jobs={jobs}", "--no-password"]
     args += ["--clean", "--if-exists"] if clean else []
     args += [] if owners else ["--no-owner", "--no-privileges"]
+    args += [] if subscriptions else ["--no-subscriptions"]
     dsn, env = connection_args(target_url)
     started = time.monotonic()
     with tempfile.TemporaryFile() as errors:

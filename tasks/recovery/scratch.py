@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from tasks.pg import CONNECT_TIMEOUT_S
 from tasks.recovery.fetch import RecoveryError
@@ -82,7 +83,35 @@ def create_database(admin: psycopg.Connection[Any], name: str) -> None:
 
 
 def drop_database(admin: psycopg.Connection[Any], name: str) -> None:
+    """Drop a scratch or rehearsal database, its subscriptions first: PostgreSQL refuses
+    to drop a database a subscription lives in, even WITH (FORCE)."""
+    drop_subscriptions(admin, name)
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def drop_subscriptions(admin: psycopg.Connection[Any], name: str) -> list[str]:
+    """Drop every subscription living in database `name` (one an older vigil restored, or
+    put there by hand), without touching its publisher: disabled, detached from its slot
+    (`slot_name = NONE`, so dropping it never connects to the publisher), then dropped.
+    Returns their names."""
+    found = [
+        str(row[0])
+        for row in admin.execute(
+            "SELECT s.subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+            "WHERE d.datname = %s ORDER BY 1",
+            (name,),
+        )
+    ]
+    if not found:
+        return []
+    url = make_conninfo(admin.info.dsn, dbname=name, password=admin.info.password or None)
+    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as inside:
+        for subscription in found:
+            named = sql.Identifier(subscription)
+            inside.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(named))
+            inside.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(named))
+            inside.execute(sql.SQL("DROP SUBSCRIPTION {}").format(named))
+    return found
 
 
 def drop_all(admin: psycopg.Connection[Any], names: Sequence[str]) -> list[str]:

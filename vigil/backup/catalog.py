@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from vigil.backup.globals import globals_summary
 from vigil.backup.identity import FAILED, RUNNING, SUCCEEDED
 from vigil.backup.retention import Candidate
 from vigil.backup.verification import Verification
@@ -28,6 +29,7 @@ class CatalogEntry:
     deleted: bool
     duration_s: float | None = None
     error: str | None = None
+    globals: str = ""  # what the backup saved of the server's roles (`globals_summary`)
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "created_at": self.created_at.isoformat()}
@@ -53,6 +55,7 @@ def catalog(store: Store, database: str | None = None) -> list[CatalogEntry]:
                 deleted=b.id in gone,
                 duration_s=b.duration_s,
                 error=b.error,
+                globals=globals_summary(b.manifest) if b.status == "succeeded" else "",
             )
             for b in session.scalars(query)
         ]

@@ -70,6 +70,7 @@ class Keys:
     dump: str
     manifest: str
     config_archive: str
+    globals: str = ""  # the server's roles and tablespaces (pg_dumpall --globals-only)
 
     @property
     def prefix(self) -> str:
@@ -79,7 +80,9 @@ class Keys:
     def of(cls, backup: str) -> Keys:
         database, _ = parse_backup_id(backup)
         base = f"{database}/{backup}."
-        return cls(base + "dump", base + "manifest.json", base + "config.tar.gz")
+        return cls(
+            base + "dump", base + "manifest.json", base + "config.tar.gz", base + "globals.sql"
+        )
 
 
 def describe_url(url: str) -> str:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from vigil.backup.facts import TableFacts
+from vigil.backup.facts import TableFacts, split_name
+from vigil.backup.listing import archive_tables
 from vigil.backup.manifest import manifest_rows
 from vigil.config import Database
 from vigil.durations import format_duration, format_size
@@ -42,6 +43,7 @@ class ReadBack:
     manifest_size: int | None = None
     config_archive_size: int | None = None
     error: str | None = None
+    globals_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,12 @@ def verify(
             _seen(observed.manifest_size),
         ),
         *_config_archive(manifest.get("config_archive"), observed.config_archive_size),
+        *_globals(manifest.get("globals"), observed.globals_size),
         _equal("size", dump["size_bytes"], observed.size_bytes),
         _equal("checksum", dump["sha256"], observed.sha256),
         _min_size(observed.size_bytes, database.min_backup_size),
         _no_shrink(observed.size_bytes, previous_size),
-        *_contents(observed, database, rows),
+        *_contents(observed, database, manifest),
         *_min_rows(database, rows),
         _fresh(now - created, max_age),
     ]
@@ -122,6 +125,17 @@ def _config_archive(archive: dict[str, Any] | None, size: int | None) -> list[Ve
             "; ".join(unreadable) or "all archived",
         ),
     ]
+
+
+def _globals(entry: dict[str, Any] | None, size: int | None) -> list[VerificationCheck]:
+    """The server's roles and tablespaces were saved, and are stored whole (nothing to
+    check for a manifest written before they were)."""
+    if entry is None:
+        return []
+    if entry.get("file") is None:
+        reason = entry.get("error") or "not saved"
+        return [VerificationCheck("globals", False, "roles and tablespaces saved", reason)]
+    return [_equal("globals", entry["file"]["size_bytes"], size)]
 
 
 def _equal(name: str, expected: Any, observed: Any) -> VerificationCheck:
@@ -157,31 +171,34 @@ def _no_shrink(size: int | None, previous: int | None) -> VerificationCheck:
 
 
 def _contents(
-    observed: ReadBack, database: Database, rows: dict[str, TableFacts]
+    observed: ReadBack, database: Database, manifest: dict[str, Any]
 ) -> list[VerificationCheck]:
-    """Every table of the snapshot, and each critical table with its data, in the archive."""
+    """Every table of the snapshot, and each critical table with its data, in the archive,
+    matched by catalog OID (`vigil.backup.listing`)."""
     if observed.toc is None:
         reason = observed.toc_error or "the archive could not be read"
         return [VerificationCheck("archive_readable", False, "pg_restore --list succeeds", reason)]
     listed = archive_tables(observed.toc)
+    oids = {str(t["name"]): t.get("oid") for t in manifest["tables"]}
     checks = [VerificationCheck("archive_readable", True, "pg_restore --list succeeds", "ok")]
-    missing = sorted(set(rows) - listed["TABLE"])
+    missing = sorted(n for n, oid in oids.items() if not listed.has_table(oid, *split_name(n)))
     checks.append(
         VerificationCheck(
             "tables_in_archive",
             not missing,
-            f"all {len(rows)} tables of the snapshot",
-            f"missing {', '.join(missing)}" if missing else f"{len(rows)} tables",
+            f"all {len(oids)} tables of the snapshot",
+            f"missing {', '.join(missing)}" if missing else f"{len(oids)} tables",
         )
     )
     for wanted in database.critical_tables:
-        name = resolve_table(wanted, listed["TABLE DATA"])
+        name = resolve_table(wanted, oids)
+        present = name is not None and listed.has_data(oids[name], *split_name(name))
         checks.append(
             VerificationCheck(
                 f"critical_table {wanted}",
-                name is not None,
+                present,
                 "table and its data in the archive",
-                f"{name} present" if name else "absent",
+                f"{name} present" if present else "absent",
             )
         )
     return checks
@@ -210,29 +227,18 @@ def _fresh(age: timedelta, max_age: timedelta) -> VerificationCheck:
     )
 
 
-def archive_tables(toc: str) -> dict[str, set[str]]:
-    """Schema-qualified names of the TABLE and TABLE DATA entries of a `pg_restore --list`."""
-    found: dict[str, set[str]] = {"TABLE": set(), "TABLE DATA": set()}
-    for line in toc.splitlines():
-        if line.startswith(";"):
-            continue
-        for kind in ("TABLE DATA", "TABLE"):
-            marker = f" {kind} "
-            if marker in line:
-                # "<id>; <oid> <oid> TABLE DATA <schema> <name> <owner>"
-                parts = line.split(marker, 1)[1].rsplit(" ", 1)[0].split(" ", 1)
-                if len(parts) == 2:
-                    found[kind].add(f"{parts[0]}.{parts[1]}")
-                break
-    return found
-
-
 def resolve_table(wanted: str, names: Iterable[str]) -> str | None:
-    """`schema.table` as is; a bare name is `public.<name>`, else the one schema having it."""
+    """The table `wanted` names: `schema.table` as is (a part holding a dot in double
+    quotes, as `qualified` writes it); a bare name is `public.<name>`, else the one schema
+    having it."""
     names = set(names)
-    if "." in wanted:
-        return wanted if wanted in names else None
-    if f"public.{wanted}" in names:
-        return f"public.{wanted}"
-    matches = [n for n in names if n.split(".", 1)[1] == wanted]
+    if wanted in names:
+        return wanted
+    schema, table = split_name(wanted)
+    parts = {name: split_name(name) for name in names}
+    if schema:
+        matches = [n for n, p in parts.items() if p == (schema, table)]
+    else:
+        public = [n for n, p in parts.items() if p == ("public", table)]
+        matches = public or [n for n, p in parts.items() if p[1] == table]
     return matches[0] if len(matches) == 1 else None

@@ -99,6 +99,8 @@ def backups_command(
             f"{(e.sha256 or '-')[:16]} {e.location or e.error or ''}",
             markup=False,
         )
+        if e.globals:
+            out.print(f"{'':<37}{e.globals}", markup=False)
 
 
 @backups_app.command("prune")

@@ -1,0 +1,99 @@
+"""The server's roles and tablespaces, saved next to each dump (`pg_dumpall
+--globals-only`, falling back to `--no-role-passwords` where the user cannot read
+pg_authid, as on managed services), and the roles a database's objects refer to; the
+judgement and wording are `vigil.backup.globals`."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from typing import Any
+
+import psycopg
+
+from tasks.pg import USER_SCHEMAS, connect, connection_args, find_tool, tail
+from tasks.storage import Storage, StorageError
+from tasks.storage.tasks import store_object
+from vigil.backup.globals import globals_entry
+from vigil.backup.identity import BackupError, describe_url
+from vigil.config import Database
+from vigil.redact import error_line
+
+GLOBALS_TIMEOUT_S = 300
+# What pg_dumpall says when the user may not read role passwords.
+_NO_PASSWORDS = ("pg_authid", "permission denied")
+
+
+def dump_globals(database: Database) -> tuple[bytes, bool]:
+    """(the SQL of the server's roles and tablespaces, whether role passwords are in it)."""
+    tool = find_tool("pg_dumpall")
+    dsn, env = connection_args(database.url)
+    base = [tool, "--globals-only", "--no-password", f"--dbname={dsn}"]
+    for passwords in (True, False):
+        args = base if passwords else [*base, "--no-role-passwords"]
+        with tempfile.TemporaryFile() as errors:
+            done = subprocess.run(
+                args, stdout=subprocess.PIPE, stderr=errors, env=env, timeout=GLOBALS_TIMEOUT_S
+            )
+            if done.returncode == 0:
+                return done.stdout, passwords
+            problem = tail(errors)
+        if not (passwords and any(sign in problem for sign in _NO_PASSWORDS)):
+            break
+    raise BackupError(
+        f"pg_dumpall --globals-only of {describe_url(database.url)} failed: {problem}"
+    )
+
+
+def server_globals(connection: psycopg.Connection[Any]) -> tuple[list[str], list[str]]:
+    """(roles, tablespaces) of the server, PostgreSQL's own left out."""
+    roles = [
+        str(r[0])
+        for r in connection.execute("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_'")
+    ]
+    spaces = [
+        str(r[0])
+        for r in connection.execute("SELECT spcname FROM pg_tablespace WHERE spcname !~ '^pg_'")
+    ]
+    return sorted(roles), sorted(spaces)
+
+
+def roles_needed(connection: psycopg.Connection[Any]) -> list[str]:
+    """The roles this database's objects refer to: owners, grantees, policies' roles and
+    user mappings (pg_shdepend records them all, except the bootstrap superuser's, which
+    is pinned; that one is found as the owner of a user schema or relation)."""
+    rows = connection.execute(
+        "SELECT r.rolname FROM pg_shdepend d JOIN pg_roles r ON r.oid = d.refobjid "
+        "WHERE d.refclassid = 'pg_authid'::regclass AND d.dbid = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "UNION SELECT pg_get_userbyid(n.nspowner) FROM pg_namespace n "
+        f"WHERE {USER_SCHEMAS} AND n.nspname <> 'public' "
+        "UNION SELECT pg_get_userbyid(c.relowner) FROM pg_class c "
+        f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMAS}"
+    )
+    return sorted(str(r[0]) for r in rows if not str(r[0]).startswith("pg_"))
+
+
+def target_roles(url: str) -> list[str]:
+    """The roles a target server has."""
+    with connect(url, what="the target") as connection:
+        return [str(r[0]) for r in connection.execute("SELECT rolname FROM pg_roles")]
+
+
+def save_globals(
+    storage: Storage, database: Database, key: str, needed: list[str]
+) -> dict[str, Any]:
+    """Save the server's globals under `key`; the manifest's `globals` entry. A failure is
+    recorded there (and fails the backup's verification), never loses the dump."""
+    try:
+        with connect(database.url, what=f"database {database.name!r}") as connection:
+            roles, spaces = server_globals(connection)
+        data, passwords = dump_globals(database)
+        stored = store_object(storage, key, data)
+    except (BackupError, StorageError, psycopg.Error, subprocess.SubprocessError) as exc:
+        return globals_entry(
+            None, roles=[], tablespaces=[], passwords=False, needed=needed, error=error_line(exc)
+        )
+    return globals_entry(
+        stored, roles=roles, tablespaces=spaces, passwords=passwords, needed=needed
+    )
