@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vigil.backup.facts import SnapshotFacts
+from vigil.backup.facts import Contents, SnapshotFacts
 from vigil.backup.manifest import manifest_rows
 from vigil.durations import format_duration, format_size
 
@@ -73,13 +73,16 @@ class IndexCheck:
 @dataclass(frozen=True)
 class RestoredFacts:
     """What reading the restored copy showed. `amcheck` is None when it was not asked for;
-    `amcheck_skipped` says why it could not run."""
+    `amcheck_skipped` says why it could not run; `privileges` whether the restore brought
+    grants back (without them, as a scratch restore runs, grants are not compared)."""
 
     schema: SnapshotFacts
     scans: Sequence[TableScan]
     invalid_indexes: Sequence[str]
     amcheck: Sequence[IndexCheck] | None = None
     amcheck_skipped: str | None = None
+    contents: Contents | None = None
+    privileges: bool = False
 
     @property
     def recovery_point(self) -> datetime | None:
@@ -106,6 +109,9 @@ def judge(manifest: dict[str, Any], restored: RestoredFacts) -> Comparison:
     )
     findings.append(valid_indexes(restored.invalid_indexes))
     findings.append(compare_fingerprint(manifest, schema.fingerprint, schema.server_version_num))
+    from vigil.completeness import judge_completeness  # it builds on this module's types
+
+    findings += judge_completeness(manifest, restored)
     amcheck_s = None
     if restored.amcheck is not None:
         findings.append(btree_finding(restored.amcheck, restored.amcheck_skipped))
@@ -244,6 +250,7 @@ class RecoveryReport:
     total_s: float = 0.0
     findings: list[Finding] = field(default_factory=list)
     recovery_point: datetime | None = None
+    created_target: bool = False
 
     @property
     def ok(self) -> bool:
@@ -257,6 +264,7 @@ class RecoveryReport:
         return {
             "ok": self.ok,
             "in_catalog": self.in_catalog,
+            "created_target": self.created_target,
             "backup_id": self.backup_id,
             "database": self.database,
             "target": self.target,
@@ -280,9 +288,10 @@ class RecoveryReport:
         rows = [f for f in self.findings if f.name.startswith("rows ")]
         jobs = f"{self.jobs} job{'s' if self.jobs != 1 else ''}"
         verdict = "restored" if self.ok else "restored INCOMPLETE"
+        created = " (created: it did not exist)" if self.created_target else ""
         lines = [
             f"{verdict} {self.backup_id} (database {self.database}, taken {self.created_at}) "
-            f"into {self.target}",
+            f"into {self.target}{created}",
             f"  archive {format_size(self.size_bytes)}, sha256 {self.sha256} matches the {source}",
             f"  fetch {format_duration(self.fetch_s)}, pg_restore "
             f"{format_duration(self.restore_s)} ({jobs}), checks {format_duration(self.check_s)}, "
@@ -290,4 +299,10 @@ class RecoveryReport:
             f"  {sum(f.ok for f in rows)} of {len(rows)} tables have the manifest's row counts; "
             f"{sum(f.ok for f in self.findings)} of {len(self.findings)} checks passed",
         ]
-        return lines + [f"  MISSING {f.line()}" for f in self.failures]
+        lines += [f"  MISSING {f.line()}" for f in self.failures]
+        if not self.ok:
+            lines.append(
+                "  the copy is INCOMPLETE: do not send traffic to it before what is missing "
+                "is restored by other means"
+            )
+        return lines

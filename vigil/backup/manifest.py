@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vigil import __version__
-from vigil.backup.facts import SnapshotFacts, TableFacts
+from vigil.backup.facts import Contents, SnapshotFacts, TableFacts
 from vigil.backup.identity import BackupError
 
 MANIFEST_FORMAT = "vigil-backup-manifest"
@@ -60,6 +60,11 @@ def build_manifest(
         "indexes": list(facts.indexes),
         "constraints": list(facts.constraints),
         "schema_fingerprint": facts.fingerprint,
+        # What a restore must bring back besides rows (vigil.completeness); a manifest
+        # without these sections is judged without them.
+        "objects": {kind: dict(found) for kind, found in facts.objects.items()},
+        "sequences": {name: dict(value) for name, value in facts.sequences.items()},
+        "contents": contents_json(facts.contents),
         "dump": {"format": "custom", "compression": compression, **asdict(dump)},
         "config_archive": (
             {**asdict(config_archive), "files": list(config_files), "unreadable": list(unreadable)}
@@ -88,4 +93,20 @@ def manifest_rows(manifest: dict[str, Any]) -> dict[str, TableFacts]:
     return {
         t["name"]: TableFacts(t["name"], int(t["rows"]), bool(t["exact"]))
         for t in manifest["tables"]
+    }
+
+
+def contents_json(contents: Contents | None) -> dict[str, Any] | None:
+    """The manifest's record of what only reading data shows."""
+    if contents is None:
+        return None
+    return {
+        "large_objects": {
+            "count": contents.large_objects,
+            "sha256": contents.large_objects_sha256,
+        },
+        "matviews": dict(contents.matviews),
+        "fingerprints": {
+            name: {"rows": f.rows, "sha256": f.sha256} for name, f in contents.fingerprints.items()
+        },
     }
