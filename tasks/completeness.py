@@ -187,17 +187,18 @@ _OBJECTS = (
 
 # Facts named apart, with wording of their own: a partition's attachment and bounds, the
 # row security flags of a table, grants (ACLs), comments.
+_IDENTITY = "(pg_identify_object('pg_class'::regclass, {}, 0)).identity"
 _PARTITIONS = (
     "SELECT CASE WHEN c.relkind IN ('i', 'I') THEN 'index partition' ELSE 'partition' END, "
-    "c.oid::regclass::text, 'of ' || i.inhparent::regclass::text "
-    "|| coalesce(' ' || pg_get_expr(c.relpartbound, c.oid), '') FROM pg_class c JOIN pg_inherits i "
-    f"ON i.inhrelid = c.oid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    f"{_IDENTITY.format('c.oid')}, 'of ' || {_IDENTITY.format('i.inhparent')} "
+    "|| coalesce(' ' || pg_get_expr(c.relpartbound, c.oid), '') FROM pg_class c "
+    "JOIN pg_inherits i ON i.inhrelid = c.oid JOIN pg_namespace n ON n.oid = c.relnamespace "
     f"WHERE c.relispartition AND {USER_SCHEMAS}"
 )
 _ROW_SECURITY = (
-    "SELECT 'row security on', c.oid::regclass::text, CASE WHEN c.relrowsecurity THEN 'enabled' "
-    "ELSE 'disabled' END || CASE WHEN c.relforcerowsecurity THEN ', forced' ELSE '' END "
-    f"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    f"SELECT 'row security on', {_IDENTITY.format('c.oid')}, CASE WHEN c.relrowsecurity "
+    "THEN 'enabled' ELSE 'disabled' END || CASE WHEN c.relforcerowsecurity THEN ', forced' "
+    "ELSE '' END FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     f"WHERE (c.relrowsecurity OR c.relforcerowsecurity) AND {USER_SCHEMAS}"
 )
 _GRANTS = (
@@ -240,6 +241,21 @@ def read_objects(connection: psycopg.Connection[Any]) -> dict[str, dict[str, str
         for kind, identity, definition in connection.execute(query):
             found.setdefault(str(kind), {})[str(identity)] = _short(definition)
     return {kind: dict(sorted(found[kind].items())) for kind in sorted(found)}
+
+
+def read_partitions(connection: psycopg.Connection[Any]) -> dict[str, list[str]]:
+    """Each partitioned table's direct partitions, named as the manifest names tables
+    ("schema.table"), so a parent can be judged through its leaves."""
+    found: dict[str, list[str]] = {}
+    for parent, child in connection.execute(
+        "SELECT pn.nspname || '.' || p.relname, n.nspname || '.' || c.relname "
+        "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_class p ON p.oid = i.inhparent "
+        "JOIN pg_namespace pn ON pn.oid = p.relnamespace "
+        f"WHERE p.relkind = 'p' AND c.relkind IN ('r', 'p', 'f') AND {USER_SCHEMAS} ORDER BY 1, 2"
+    ):
+        found.setdefault(str(parent), []).append(str(child))
+    return found
 
 
 def _short(text: str | None) -> str:

@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from psycopg import sql
 
-from tasks.completeness import ContentsReader, read_objects, read_sequences
+from tasks.completeness import ContentsReader, read_objects, read_partitions, read_sequences
 from tasks.pg import CONNECT_TIMEOUT_S, NOT_EXTENSION_MEMBER, USER_SCHEMAS
 from vigil.backup.facts import SnapshotFacts, TableFacts
 from vigil.backup.identity import BackupError, describe_url, retry_if_transient
@@ -174,6 +174,7 @@ def read_facts(
         fingerprint=schema_fingerprint(connection, indexes, constraints),
         objects=read_objects(connection),
         sequences=read_sequences(connection),
+        partitions=read_partitions(connection),
     )
 
 

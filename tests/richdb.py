@@ -34,6 +34,7 @@ CREATE EXTENSION IF NOT EXISTS pgcrypto;
 CREATE EXTENSION IF NOT EXISTS hstore;
 CREATE EXTENSION IF NOT EXISTS citext;
 CREATE EXTENSION IF NOT EXISTS postgres_fdw;
+CREATE EXTENSION IF NOT EXISTS pg_trgm;  -- installed, nothing uses it yet
 
 CREATE SCHEMA app;
 COMMENT ON SCHEMA app IS 'the application''s own schema';

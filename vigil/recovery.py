@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vigil.backup.facts import Contents, SnapshotFacts
-from vigil.backup.manifest import manifest_rows
+from vigil.backup.manifest import leaf_tables, manifest_rows, rows_through_leaves
 from vigil.durations import format_duration, format_size
 
 # Application clocks drift: data stamped a little after the snapshot still counts.
@@ -121,10 +121,14 @@ def judge(manifest: dict[str, Any], restored: RestoredFacts) -> Comparison:
 
 
 def compare_rows(manifest: dict[str, Any], restored: dict[str, int]) -> list[Finding]:
-    """One finding per table of the manifest: present, with exactly its recorded rows."""
+    """One finding per table of the manifest: present, with exactly its recorded rows (a
+    partitioned table's counted through its leaves, which have their own findings too)."""
     findings = []
-    for name, facts in sorted(manifest_rows(manifest).items()):
-        got = restored.get(name)
+    recorded = manifest_rows(manifest)
+    for name in sorted(recorded):
+        facts = rows_through_leaves(manifest, name) or recorded[name]
+        leaves = leaf_tables(manifest, name)
+        got = sum(restored.get(leaf, 0) for leaf in leaves) if name in restored else None
         expected = f"{facts.rows:,}" if facts.exact else f"~{facts.rows:,} (estimate)"
         if got is None:
             problem = f"{name}: {expected} rows in the manifest, table missing from the restore"
@@ -134,7 +138,7 @@ def compare_rows(manifest: dict[str, Any], restored: dict[str, int]) -> list[Fin
             findings.append(Finding(f"rows {name}", False, expected, f"{got:,}", problem))
         else:
             findings.append(Finding(f"rows {name}", True, expected, f"{got:,}"))
-    extra = sorted(set(restored) - set(manifest_rows(manifest)))
+    extra = sorted(set(restored) - set(recorded))
     if extra:
         problem = f"tables: restored tables not in the manifest: {', '.join(extra)}"
         findings.append(Finding("tables", False, "only the manifest's tables", problem, problem))

@@ -3,7 +3,7 @@ archive and every restore of it can be compared with the source, exactly."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,6 +53,8 @@ class SnapshotFacts:
     # Each sequence's last_value, is_called and increment.
     sequences: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     contents: Contents | None = None
+    # Each partitioned table's direct partitions ("schema.table" names, as `tables`).
+    partitions: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:

@@ -65,6 +65,7 @@ def build_manifest(
         "objects": {kind: dict(found) for kind, found in facts.objects.items()},
         "sequences": {name: dict(value) for name, value in facts.sequences.items()},
         "contents": contents_json(facts.contents),
+        "partitions": {parent: list(children) for parent, children in facts.partitions.items()},
         "dump": {"format": "custom", "compression": compression, **asdict(dump)},
         "config_archive": (
             {**asdict(config_archive), "files": list(config_files), "unreadable": list(unreadable)}
@@ -94,6 +95,25 @@ def manifest_rows(manifest: dict[str, Any]) -> dict[str, TableFacts]:
         t["name"]: TableFacts(t["name"], int(t["rows"]), bool(t["exact"]))
         for t in manifest["tables"]
     }
+
+
+def leaf_tables(manifest: dict[str, Any], name: str) -> list[str]:
+    """The tables holding a partitioned table's rows (its leaves, through sub-partitions);
+    [name] for a table of its own. A manifest without the partition tree knows only [name]."""
+    children = (manifest.get("partitions") or {}).get(name)
+    if not children:
+        return [name]
+    return [leaf for child in children for leaf in leaf_tables(manifest, child)]
+
+
+def rows_through_leaves(manifest: dict[str, Any], name: str) -> TableFacts | None:
+    """A table's rows, a partitioned table's summed over its leaves (exact if all are)."""
+    rows = manifest_rows(manifest)
+    leaves = [rows.get(leaf) for leaf in leaf_tables(manifest, name)]
+    if name not in rows or any(leaf is None for leaf in leaves):
+        return None
+    found = [leaf for leaf in leaves if leaf is not None]
+    return TableFacts(name, sum(f.rows for f in found), all(f.exact for f in found))
 
 
 def contents_json(contents: Contents | None) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from vigil.backup.facts import TableFacts
-from vigil.backup.manifest import manifest_rows
+from vigil.backup.manifest import leaf_tables, manifest_rows, rows_through_leaves
 from vigil.config import Database
 from vigil.durations import format_duration, format_size
 
@@ -97,8 +97,8 @@ def verify(
         _equal("checksum", dump["sha256"], observed.sha256),
         _min_size(observed.size_bytes, database.min_backup_size),
         _no_shrink(observed.size_bytes, previous_size),
-        *_contents(observed, database, rows),
-        *_min_rows(database, rows),
+        *_contents(observed, database, rows, manifest),
+        *_min_rows(database, rows, manifest),
         _fresh(now - created, max_age),
     ]
     return Verification(manifest["backup_id"], now, created, observed.size_bytes, tuple(checks))
@@ -157,9 +157,10 @@ def _no_shrink(size: int | None, previous: int | None) -> VerificationCheck:
 
 
 def _contents(
-    observed: ReadBack, database: Database, rows: dict[str, TableFacts]
+    observed: ReadBack, database: Database, rows: dict[str, TableFacts], manifest: dict[str, Any]
 ) -> list[VerificationCheck]:
-    """Every table of the snapshot, and each critical table with its data, in the archive."""
+    """Every table of the snapshot, and each critical table with its data, in the archive
+    (a partitioned table's data is its leaves')."""
     if observed.toc is None:
         reason = observed.toc_error or "the archive could not be read"
         return [VerificationCheck("archive_readable", False, "pg_restore --list succeeds", reason)]
@@ -176,6 +177,10 @@ def _contents(
     )
     for wanted in database.critical_tables:
         name = resolve_table(wanted, listed["TABLE DATA"])
+        parent = resolve_table(wanted, set(manifest.get("partitions") or {}))
+        if name is None and parent is not None:
+            leaves = leaf_tables(manifest, parent)
+            name = parent if leaves and set(leaves) <= listed["TABLE DATA"] else None
         checks.append(
             VerificationCheck(
                 f"critical_table {wanted}",
@@ -187,11 +192,13 @@ def _contents(
     return checks
 
 
-def _min_rows(database: Database, rows: dict[str, TableFacts]) -> list[VerificationCheck]:
+def _min_rows(
+    database: Database, rows: dict[str, TableFacts], manifest: dict[str, Any]
+) -> list[VerificationCheck]:
     checks = []
     for wanted, floor in sorted(database.min_rows.items()):
         name = resolve_table(wanted, set(rows))
-        facts = rows.get(name) if name else None
+        facts = rows_through_leaves(manifest, name) if name else None
         if facts is None:
             observed = "table not found"
         else:
