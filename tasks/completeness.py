@@ -46,6 +46,12 @@ def _member(catalog: str, oid: str) -> str:
     )
 
 
+# session_replication_role decides which triggers and rules fire: O origin, D disabled.
+_ENABLED = (
+    "CASE {} WHEN 'O' THEN '(enabled)' WHEN 'D' THEN '(disabled)' "
+    "WHEN 'R' THEN '(enabled on replicas)' ELSE '(enabled always)' END"
+)
+
 # (catalog, alias, definition, extra condition): one row per object of the catalog.
 _CATALOGS: tuple[tuple[str, str, str, str], ...] = (
     ("pg_namespace", "x", "''", "TRUE"),
@@ -89,13 +95,13 @@ _CATALOGS: tuple[tuple[str, str, str, str], ...] = (
     (
         "pg_trigger",
         "x",
-        "pg_get_triggerdef(x.oid) || ' [' || x.tgenabled::text || ']'",
+        "pg_get_triggerdef(x.oid) || ' ' || " + _ENABLED.format("x.tgenabled"),
         "NOT x.tgisinternal",
     ),
     (
         "pg_rewrite",
         "x",
-        "pg_get_ruledef(x.oid) || ' [' || x.ev_enabled::text || ']'",
+        "pg_get_ruledef(x.oid) || ' ' || " + _ENABLED.format("x.ev_enabled"),
         "x.rulename <> '_RETURN'",
     ),
     (
@@ -111,7 +117,9 @@ _CATALOGS: tuple[tuple[str, str, str, str], ...] = (
     (
         "pg_event_trigger",
         "x",
-        "x.evtevent || ' ' || x.evtfoid::regprocedure::text || ' [' || x.evtenabled::text || '] ' "
+        "x.evtevent || ' ' || x.evtfoid::regprocedure::text || ' ' || "
+        + _ENABLED.format("x.evtenabled")
+        + " || ' ' "
         "|| coalesce(array_to_string(x.evttags, ','), '')",
         "TRUE",
     ),

@@ -4,7 +4,7 @@ dump's own snapshot, and where the backup's objects are with their sizes and che
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -97,19 +97,24 @@ def manifest_rows(manifest: dict[str, Any]) -> dict[str, TableFacts]:
     }
 
 
-def leaf_tables(manifest: dict[str, Any], name: str) -> list[str]:
-    """The tables holding a partitioned table's rows (its leaves, through sub-partitions);
-    [name] for a table of its own. A manifest without the partition tree knows only [name]."""
-    children = (manifest.get("partitions") or {}).get(name)
+def leaf_tables(partitions: Mapping[str, Sequence[str]], name: str) -> list[str]:
+    """The tables holding a partitioned table's rows (its leaves, through sub-partitions),
+    in the tree `partitions` (parent -> direct partitions); [name] for a table of its own."""
+    children = partitions.get(name)
     if not children:
         return [name]
-    return [leaf for child in children for leaf in leaf_tables(manifest, child)]
+    return [leaf for child in children for leaf in leaf_tables(partitions, child)]
+
+
+def partition_tree(manifest: Mapping[str, Any]) -> Mapping[str, Sequence[str]]:
+    """The manifest's partition tree (empty in a manifest written before it was recorded)."""
+    return manifest.get("partitions") or {}
 
 
 def rows_through_leaves(manifest: dict[str, Any], name: str) -> TableFacts | None:
     """A table's rows, a partitioned table's summed over its leaves (exact if all are)."""
     rows = manifest_rows(manifest)
-    leaves = [rows.get(leaf) for leaf in leaf_tables(manifest, name)]
+    leaves = [rows.get(leaf) for leaf in leaf_tables(partition_tree(manifest), name)]
     if name not in rows or any(leaf is None for leaf in leaves):
         return None
     found = [leaf for leaf in leaves if leaf is not None]

@@ -11,7 +11,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from vigil.backup.facts import TableFacts
-from vigil.backup.manifest import leaf_tables, manifest_rows, rows_through_leaves
+from vigil.backup.manifest import (
+    leaf_tables,
+    manifest_rows,
+    partition_tree,
+    rows_through_leaves,
+)
 from vigil.config import Database
 from vigil.durations import format_duration, format_size
 
@@ -179,7 +184,7 @@ def _contents(
         name = resolve_table(wanted, listed["TABLE DATA"])
         parent = resolve_table(wanted, set(manifest.get("partitions") or {}))
         if name is None and parent is not None:
-            leaves = leaf_tables(manifest, parent)
+            leaves = leaf_tables(partition_tree(manifest), parent)
             name = parent if leaves and set(leaves) <= listed["TABLE DATA"] else None
         checks.append(
             VerificationCheck(
