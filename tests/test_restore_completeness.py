@@ -7,6 +7,8 @@ kind of loss, made by restoring the real archive with TOC entries left out (`pg_
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator
@@ -17,18 +19,28 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner, Result
 
+from flows.backup import daily_backup
 from tasks.pg import find_tool
 from tasks.recovery import fetch, inspect
 from tasks.storage import open_storage
+from tests.backup_helpers import backups
 from tests.fixtures.postgres import throwaway_database, with_database
+from tests.fixtures.receivers import HttpReceiver
 from tests.fixtures.restore import Setup, checks_by_name
 from tests.fixtures.s3 import S3Endpoint
+from tests.helpers import run, write_config
 from tests.richdb import RICH, build
+from vigil.backup.identity import Keys
 from vigil.backup.verification import ReadBack, verify
+from vigil.cli import app
 from vigil.config import Database, load_config
 from vigil.recovery import Finding
+from vigil.store import Backup, open_store
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -452,3 +464,186 @@ def test_a_manifest_from_before_these_checks_is_judged_without_them(
     for name in ("objects", "sequences", "large_objects", "matviews"):
         assert by_name[name].observed == "not recorded in this backup (written by an older vigil)"
     assert by_name["rows app.measurements"].observed == "0"
+
+
+# --- the real recovery and the weekly test, on a re-packed (incomplete) archive ---------------
+
+
+def repack(archive: Archive, server_url: str, left_out: Callable[[str], bool], out: Path) -> None:
+    """An archive missing what `left_out` picks, as a broken backup would be: the real one
+    restored without those entries, dumped again (the manifest still promises them)."""
+    with throwaway_database(server_url, "vigil_repack") as scratch:
+        restore_without(archive, scratch, left_out)
+        subprocess.run(
+            [find_tool("pg_dump"), "-Fc", "-Z1", "-f", str(out), f"--dbname={scratch}"],
+            check=True,
+            capture_output=True,
+        )
+
+
+def replace_dump(manifest: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """The manifest describing `data` as its dump (so the checksum passes and only the
+    completeness checks can tell)."""
+    dump = {**manifest["dump"], "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return {**manifest, "dump": dump}
+
+
+INCOMPLETE = either(
+    LOSSES["large objects"][0],
+    LOSSES["a policy"][0],
+    LOSSES["a sequence value"][0],
+    LOSSES["a materialized view's data"][0],
+)
+REPORTED = [
+    "MISSING large objects: 0 of 3 restored",
+    "MISSING policy tenant_isolation on app.accounts missing",
+    "MISSING sequence app.invoice_no at 1000 (not called), expected 2024 (is_called)",
+    "MISSING materialized view app.readings_by_city not populated, expected 4 rows",
+]
+
+
+def folder_config(tmp_path: Path, source: str, folder: Path) -> Path:
+    body = {
+        "databases": [
+            {
+                "name": "rich",
+                "url": source,
+                "critical_tables": ["app.measurements"],
+                "min_rows": {"app.measurements": 1},
+                "fingerprint_tables": ["app.accounts"],
+            }
+        ],
+        "backup": {"storage": folder.as_uri()},
+        "restore_test": {"amcheck": False},
+    }
+    return write_config(tmp_path, yaml.safe_dump(body, sort_keys=False))
+
+
+def cli_restore(config: Path, backup: str, target: str, *options: str) -> Result:
+    return CliRunner().invoke(app, ["restore", backup, "--to", target, "-c", str(config), *options])
+
+
+def test_vigil_restore_creates_the_target_and_reports_completeness_on_folder_storage(
+    tmp_path: Path, rich: Setup, archive: Archive, pg_server_url: str
+) -> None:
+    folder = tmp_path / "backups"
+    config = folder_config(tmp_path, rich.source, folder)
+    state, _ = run(daily_backup, config_path=str(config))
+    assert state.is_completed(), state.message
+    [record] = backups(tmp_path)
+    name = f"vigil_restored_{secrets.token_hex(4)}"
+    target = with_database(pg_server_url, name)
+    try:
+        result = cli_restore(config, record.id, target, "--json")
+
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["created_target"] is True and report["problems"] == []
+        checks = {c["name"]: c for c in report["checks"]}
+        assert (
+            checks["objects"]["ok"] and "grants not compared" not in checks["objects"]["observed"]
+        )
+        assert checks["large_objects"]["observed"] == "3, data as backed up"
+        assert checks["fingerprint app.accounts"]["observed"] == "51 rows, as backed up"
+        assert checks["rows app.measurements"]["observed"] == "2,000"
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    # The incomplete archive in place of the dump, the manifest still promising it all;
+    # a store that has lost the catalog (the manifest alone is trusted).
+    dump_path, manifest_path = (
+        folder / Keys.of(record.id).dump,
+        folder / Keys.of(record.id).manifest,
+    )
+    repack(archive, pg_server_url, INCOMPLETE, dump_path)
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps(replace_dump(manifest, dump_path.read_bytes())))
+    (tmp_path / "lost").mkdir()
+    lost = folder_config(tmp_path / "lost", rich.source, folder)
+
+    with throwaway_database(pg_server_url, "vigil_restored") as empty:
+        result = cli_restore(lost, record.id, empty)
+
+    assert result.exit_code == 1, result.output
+    assert f"restored INCOMPLETE {record.id}" in result.output
+    for line in REPORTED:
+        assert line in result.output
+    assert "the copy is INCOMPLETE" in result.output
+
+
+def test_vigil_restore_says_how_to_create_a_target_it_cannot_create(
+    tmp_path: Path, rich: Setup, pg_server_url: str
+) -> None:
+    """A user without CREATEDB gets the exact statement to run, and nothing is restored."""
+    role = f"vigil_nocreate_{secrets.token_hex(3)}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB").format(sql.Identifier(role)))
+    try:
+        config = folder_config(tmp_path, rich.source, tmp_path / "backups")
+        state, _ = run(daily_backup, config_path=str(config))
+        assert state.is_completed(), state.message
+        [record] = backups(tmp_path)
+        target = f"postgresql://{role}@127.0.0.1:5432/vigil_nowhere_{secrets.token_hex(3)}"
+        target = make_url(pg_server_url).set(username=role, database=target.rsplit("/", 1)[1])
+
+        result = cli_restore(config, record.id, target.render_as_string(hide_password=False))
+
+        assert result.exit_code == 1, result.output
+        assert "does not exist" in result.output and "cannot be created here" in result.output
+        assert "TEMPLATE template0" in result.output
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_the_restore_test_fails_on_an_incomplete_archive_in_s3_and_alerts(
+    rich: Setup,
+    archive: Archive,
+    pg_server_url: str,
+    webhook_receiver: HttpReceiver,
+    tmp_path: Path,
+) -> None:
+    rich.hook = webhook_receiver
+    rich.settings = {"scratch_url": rich.server, "jobs": 2, "amcheck": False}
+    backup = rich.back_up()
+    repacked = tmp_path / "repacked.dump"
+    repack(archive, pg_server_url, INCOMPLETE, repacked)
+    data = repacked.read_bytes()
+    client = rich.s3.client()
+    key = rich.object_key(backup, "manifest.json")
+    manifest = json.loads(client.get_object(Bucket=rich.bucket, Key=key)["Body"].read())
+    manifest = replace_dump(manifest, data)
+    client.put_object(Bucket=rich.bucket, Key=rich.object_key(backup, "dump"), Body=data)
+    client.put_object(Bucket=rich.bucket, Key=key, Body=json.dumps(manifest).encode())
+    with open_store(rich.store_url) as store, store.session() as session:
+        row = session.get(Backup, backup)
+        assert row is not None
+        row.sha256, row.size_bytes = manifest["dump"]["sha256"], len(data)
+        session.commit()
+
+    state, _ = rich.restore_test()
+
+    assert state.is_failed(), state.message
+    record = rich.latest()
+    checks = checks_by_name(record)
+    assert {name for name, c in checks.items() if not c["ok"]} == {
+        "large_objects",
+        "objects: comment on large object",
+        "objects: policy",
+        "sequences",
+        "matviews",
+    }
+    for line in REPORTED:
+        assert line.removeprefix("MISSING ") in (record.error or "") + state.message
+    [alert] = rich.alerts()
+    assert (alert["severity"], alert["title"]) == (
+        "critical",
+        f"Restore test of {rich.name} failed",
+    )
+    assert alert["summary"] == REPORTED[2].removeprefix("MISSING ")
+    told = "\n".join([alert["summary"], *alert["details"]])
+    for line in REPORTED:
+        assert line.removeprefix("MISSING ") in told

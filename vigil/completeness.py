@@ -29,22 +29,24 @@ def judge_completeness(manifest: Mapping[str, Any], restored: RestoredFacts) -> 
     """Everything besides rows, indexes and constraints the manifest records, compared."""
     schema = restored.schema
     same_major = int(manifest["server_version_num"]) // 10000 == schema.server_version_num // 10000
-    findings = compare_objects(
-        manifest.get("objects"),
-        schema.objects,
-        privileges=restored.privileges,
-        definitions=same_major,
-    )
-    findings.append(compare_sequences(manifest.get("sequences"), schema.sequences))
+    # Data first: a lost large object or a sequence set back is what an operator must see
+    # at the top of the alert; the object lists follow.
+    findings = [compare_sequences(manifest.get("sequences"), schema.sequences)]
     recorded = manifest.get("contents")
     contents = restored.contents or Contents(0, "", {})
     if recorded is None:
         for name in ("large_objects", "matviews"):
             findings.append(Finding(name, True, "as in the backup", NOT_RECORDED))
-        return findings
-    findings.append(compare_large_objects(recorded.get("large_objects"), contents))
-    findings.append(compare_matviews(recorded.get("matviews"), contents))
-    findings += compare_fingerprints(recorded.get("fingerprints"), contents)
+    else:
+        findings.append(compare_large_objects(recorded.get("large_objects"), contents))
+        findings.append(compare_matviews(recorded.get("matviews"), contents))
+        findings += compare_fingerprints(recorded.get("fingerprints"), contents)
+    findings += compare_objects(
+        manifest.get("objects"),
+        schema.objects,
+        privileges=restored.privileges,
+        definitions=same_major,
+    )
     return findings
 
 
