@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 
 from tasks.notify import notify
 from tasks.pgdump import Dumped, dump, read_stored
@@ -31,6 +30,7 @@ from tasks.snapshot import take_snapshot
 from tasks.storage import Storage, StorageError, open_storage
 from tasks.storage.configs import config_archive
 from tasks.storage.tasks import apply_retention, store_object
+from vigil import boundary
 from vigil.backup.catalog import (
     candidates,
     find_backup,
@@ -54,7 +54,7 @@ from vigil.backup.manifest import StoredFile, build_manifest
 from vigil.backup.outcome import BackupOutcome, alerts_for, run_state
 from vigil.backup.verification import ReadBack, Verification, verify
 from vigil.config import Config, Database, load_config
-from vigil.durations import format_duration
+from vigil.durations import format_duration, format_size
 from vigil.locks import Locked, held
 from vigil.redact import redact
 from vigil.runtime import flow_run_id, outcome
@@ -155,6 +155,15 @@ def make_backup(
         manifest=manifest,
         duration_s=result.seconds,
     )
+    log.info(
+        "%s: dumped %s (%s, %s rows) to %s in %s",
+        database.name,
+        name,
+        format_size(result.size_bytes or 0),
+        result.rows,
+        result.location,
+        format_duration(result.seconds or 0),
+    )
     result.verification = check_backup(config, store, storage, database, manifest)
     if result.verified:
         prune_after(config, store, storage, database, result)
@@ -220,6 +229,10 @@ def check_backup(
         get_run_logger().error(
             "backup %s failed verification: %s", verification.backup_id, verification.summary()
         )
+    else:
+        get_run_logger().info(
+            "backup %s verified: %s", verification.backup_id, verification.summary()
+        )
     return verification
 
 
@@ -233,16 +246,20 @@ def prune_after(
         )
     except Exception as exc:
         result.retention_error = redact(str(exc))
+        get_run_logger().error("retention of %s failed: %s", database.name, result.retention_error)
         return
     result.deleted = [d.backup_id for d in decisions if not d.keep]
+    kept = sum(d.keep for d in decisions)
+    deleted = ", ".join(result.deleted) or "nothing"
+    get_run_logger().info("retention of %s: kept %d, deleted %s", database.name, kept, deleted)
 
 
 def publish(outcomes: list[BackupOutcome]) -> None:
     good = sum(o.ok for o in outcomes)
-    create_table_artifact(
-        key=ARTIFACT_KEY,
-        table=[o.row() for o in outcomes],
-        description=f"{good} of {len(outcomes)} database backup(s) verified",
+    boundary.publish_table(
+        ARTIFACT_KEY,
+        [o.row() for o in outcomes],
+        f"{good} of {len(outcomes)} database backup(s) verified",
     )
 
 
