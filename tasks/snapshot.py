@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from psycopg import sql
 
+from tasks.completeness import ContentsReader, read_objects, read_partitions, read_sequences
 from tasks.pg import CONNECT_TIMEOUT_S, NOT_EXTENSION_MEMBER, USER_SCHEMAS
 from vigil.backup.facts import SnapshotFacts, TableFacts, qualified, split_name
 from vigil.backup.identity import BackupError, describe_url, retry_if_transient
@@ -55,22 +56,28 @@ class HeldSnapshot:
         self._counting: psycopg.Connection[Any] | None = None
         self._counts: dict[str, int] = {}
         self._problem: BackupError | None = None
+        self._contents = ContentsReader(
+            database.url, facts.snapshot_id, database.fingerprint_tables, database.name
+        )
 
     def start_counting(self) -> None:
-        """Count every table exactly, in the background (only for exact_counts databases)."""
+        """Count every table exactly, in the background (only for exact_counts databases);
+        read large objects, materialized views and fingerprints in the background too."""
+        self._contents.start()
         if self.exact and self._counter is None:
             self._counter = threading.Thread(target=self._count, name="vigil-count", daemon=True)
             self._counter.start()
 
     def counted(self) -> SnapshotFacts:
         """The facts with exact counts, once counting is done (planner estimates otherwise)."""
+        contents = self._contents.result()
         if self._counter is None:
-            return self.facts
+            return replace(self.facts, contents=contents)
         self._counter.join()
         if self._problem is not None:
             raise self._problem
         tables = tuple(replace(t, rows=self._counts[t.name], exact=True) for t in self.facts.tables)
-        return replace(self.facts, tables=tables)
+        return replace(self.facts, tables=tables, contents=contents)
 
     def _count(self) -> None:
         try:
@@ -87,6 +94,7 @@ class HeldSnapshot:
             self._problem = BackupError(f"{self.name}: counting rows failed: {error_line(exc)}")
 
     def close(self) -> None:
+        self._contents.stop()
         if self._counter is not None and self._counter.is_alive():
             if self._counting is not None:
                 with suppress(psycopg.Error):
@@ -176,6 +184,9 @@ def read_facts(
         indexes=indexes,
         constraints=constraints,
         fingerprint=schema_fingerprint(connection, indexes, constraints),
+        objects=read_objects(connection),
+        sequences=read_sequences(connection),
+        partitions=read_partitions(connection),
     )
 
 

@@ -11,14 +11,19 @@ person reads when it failed.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from vigil.backup.facts import SnapshotFacts
-from vigil.backup.manifest import manifest_rows
+from vigil.backup.facts import Contents, SnapshotFacts
+from vigil.backup.manifest import (
+    leaf_tables,
+    manifest_rows,
+    partition_tree,
+    rows_through_leaves,
+)
 from vigil.durations import format_duration, format_size
 
 # Application clocks drift: data stamped a little after the snapshot still counts.
@@ -78,13 +83,16 @@ class IndexCheck:
 @dataclass(frozen=True)
 class RestoredFacts:
     """What reading the restored copy showed. `amcheck` is None when it was not asked for;
-    `amcheck_skipped` says why it could not run."""
+    `amcheck_skipped` says why it could not run; `privileges` whether the restore brought
+    grants back (without them, as a scratch restore runs, grants are not compared)."""
 
     schema: SnapshotFacts
     scans: Sequence[TableScan]
     invalid_indexes: Sequence[str]
     amcheck: Sequence[IndexCheck] | None = None
     amcheck_skipped: str | None = None
+    contents: Contents | None = None
+    privileges: bool = False
 
     @property
     def recovery_point(self) -> datetime | None:
@@ -104,13 +112,17 @@ def judge(manifest: dict[str, Any], restored: RestoredFacts) -> Comparison:
     """Everything the manifest promised, against what the restored copy holds."""
     schema = restored.schema
     taken = datetime.fromisoformat(manifest["snapshot"]["taken_at"])
-    findings = compare_rows(manifest, {s.name: s.rows for s in restored.scans})
+    tree = schema.partitions if "partitions" in manifest else None
+    findings = compare_rows(manifest, {s.name: s.rows for s in restored.scans}, tree)
     findings.append(compare_set("indexes", manifest["indexes"], schema.indexes, words=1))
     findings.append(
         compare_set("constraints", manifest["constraints"], schema.constraints, words=2)
     )
     findings.append(valid_indexes(restored.invalid_indexes))
     findings.append(compare_fingerprint(manifest, schema.fingerprint, schema.server_version_num))
+    from vigil.completeness import judge_completeness  # it builds on this module's types
+
+    findings += judge_completeness(manifest, restored)
     amcheck_s = None
     if restored.amcheck is not None:
         findings.append(btree_finding(restored.amcheck, restored.amcheck_skipped))
@@ -119,11 +131,21 @@ def judge(manifest: dict[str, Any], restored: RestoredFacts) -> Comparison:
     return Comparison(findings, restored.recovery_point, amcheck_s)
 
 
-def compare_rows(manifest: dict[str, Any], restored: dict[str, int]) -> list[Finding]:
-    """One finding per table of the manifest: present, with exactly its recorded rows."""
+def compare_rows(
+    manifest: dict[str, Any],
+    restored: dict[str, int],
+    tree: Mapping[str, Sequence[str]] | None = None,
+) -> list[Finding]:
+    """One finding per table of the manifest: present, with exactly its recorded rows (a
+    partitioned table's counted through its leaves, which have their own findings too: in
+    the manifest's tree, and in the restored copy's `tree`, so a partition left detached
+    shows as rows missing from its parent)."""
     findings = []
-    for name, facts in sorted(manifest_rows(manifest).items()):
-        got = restored.get(name)
+    recorded = manifest_rows(manifest)
+    for name in sorted(recorded):
+        facts = rows_through_leaves(manifest, name) or recorded[name]
+        leaves = leaf_tables(tree if tree is not None else partition_tree(manifest), name)
+        got = sum(restored.get(leaf, 0) for leaf in leaves) if name in restored else None
         expected = f"{facts.rows:,}" if facts.exact else f"~{facts.rows:,} (estimate)"
         if got is None:
             problem = f"{name}: {expected} rows in the manifest, table missing from the restore"
@@ -133,7 +155,7 @@ def compare_rows(manifest: dict[str, Any], restored: dict[str, int]) -> list[Fin
             findings.append(Finding(f"rows {name}", False, expected, f"{got:,}", problem))
         else:
             findings.append(Finding(f"rows {name}", True, expected, f"{got:,}"))
-    extra = sorted(set(restored) - set(manifest_rows(manifest)))
+    extra = sorted(set(restored) - set(recorded))
     if extra:
         problem = f"tables: restored tables not in the manifest: {', '.join(extra)}"
         findings.append(Finding("tables", False, "only the manifest's tables", problem, problem))
@@ -179,6 +201,9 @@ def compare_fingerprint(manifest: dict[str, Any], fingerprint: str, version_num:
     """Equal on the same major version; across majors the catalog spells defaults and
     types differently, so only the other checks apply."""
     expected = str(manifest["schema_fingerprint"])
+    if "objects" in manifest:
+        observed = "superseded: columns and defaults are compared one by one (objects)"
+        return Finding("schema_fingerprint", True, expected, observed)
     backed_up = int(manifest["server_version_num"]) // 10000
     if backed_up != version_num // 10000:
         observed = (
@@ -264,6 +289,7 @@ class RecoveryReport:
     total_s: float = 0.0
     findings: list[Finding] = field(default_factory=list)
     recovery_point: datetime | None = None
+    created_target: bool = False
 
     @property
     def ok(self) -> bool:
@@ -277,6 +303,7 @@ class RecoveryReport:
         return {
             "ok": self.ok,
             "in_catalog": self.in_catalog,
+            "created_target": self.created_target,
             "backup_id": self.backup_id,
             "database": self.database,
             "target": self.target,
@@ -300,9 +327,10 @@ class RecoveryReport:
         rows = [f for f in self.findings if f.name.startswith("rows ")]
         jobs = f"{self.jobs} job{'s' if self.jobs != 1 else ''}"
         verdict = "restored" if self.ok else "restored INCOMPLETE"
+        created = " (created: it did not exist)" if self.created_target else ""
         lines = [
             f"{verdict} {self.backup_id} (database {self.database}, taken {self.created_at}) "
-            f"into {self.target}",
+            f"into {self.target}{created}",
             f"  archive {format_size(self.size_bytes)}, sha256 {self.sha256} matches the {source}",
             f"  fetch {format_duration(self.fetch_s)}, pg_restore "
             f"{format_duration(self.restore_s)} ({jobs}), checks {format_duration(self.check_s)}, "
@@ -310,4 +338,10 @@ class RecoveryReport:
             f"  {sum(f.ok for f in rows)} of {len(rows)} tables have the manifest's row counts; "
             f"{sum(f.ok for f in self.findings)} of {len(self.findings)} checks passed",
         ]
-        return lines + [f"  MISSING {f.line()}" for f in self.failures]
+        lines += [f"  MISSING {f.line()}" for f in self.failures]
+        if not self.ok:
+            lines.append(
+                "  the copy is INCOMPLETE: do not send traffic to it before what is missing "
+                "is restored by other means"
+            )
+        return lines

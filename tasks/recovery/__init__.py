@@ -24,16 +24,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from tasks.globals import target_roles
-from tasks.pg import USER_SCHEMAS, connect
+from tasks.pg import CONNECT_TIMEOUT_S, USER_SCHEMAS, connect
 from tasks.recovery.fetch import Fetched, RecoveryError, RestoreRefused, fetch, load_manifest
 from tasks.recovery.inspect import inspect
 from tasks.recovery.restore import restore
+from tasks.recovery.scratch import create_database
 from tasks.storage import Storage
 from vigil.backup.globals import missing_roles, missing_roles_problem
 from vigil.backup.identity import describe_url
 from vigil.config import SqlCheck
 from vigil.recovery import RecoveryReport
+from vigil.redact import error_line
 
 __all__ = [
     "Fetched",
@@ -41,6 +46,7 @@ __all__ = [
     "RestoreRefused",
     "Stopped",
     "check_target",
+    "ensure_target",
     "fetch",
     "inspect",
     "load_manifest",
@@ -77,6 +83,36 @@ def stops_as_exceptions() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def ensure_target(target_url: str) -> bool:
+    """Create the target database when it does not exist (from template0, as a restore
+    wants); True when this call created it. RestoreRefused saying exactly how to create
+    it when this user may not."""
+    params = conninfo_to_dict(target_url)
+    name = str(params.get("dbname") or params.get("user") or "")
+    try:
+        with psycopg.connect(target_url, connect_timeout=CONNECT_TIMEOUT_S):
+            return False
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc) or not name:
+            return False  # check_target says what is wrong with it
+    server = make_conninfo(target_url, dbname="postgres")
+    try:
+        with psycopg.connect(server, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as admin:
+            create_database(admin, name)
+    except (psycopg.Error, RecoveryError) as exc:
+        raise RestoreRefused(
+            f"the target database {name!r} does not exist on {describe_url(target_url)} and "
+            f"cannot be created here ({error_line(exc) if isinstance(exc, psycopg.Error) else exc})"
+            f"; create it empty from template0 (CREATE DATABASE {quote(name)} TEMPLATE "
+            "template0, or createdb -T template0), then run the restore again"
+        ) from None
+    return True
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def check_target(target_url: str, *, clean: bool, jobs: int) -> int:
@@ -123,6 +159,7 @@ def recover(
     """Fetch (checksum first), pg_restore into the target, and judge the copy with the
     restore test's comparison; RestoreRefused when going ahead could harm or mislead."""
     started = time.monotonic()
+    created = ensure_target(target_url)
     allowed = check_target(target_url, clean=clean, jobs=jobs)
     with tempfile.TemporaryDirectory(prefix="vigil-restore-", dir=workdir) as folder:
         fetched = fetch(storage, backup, Path(folder), expected_sha256=expected_sha256)
@@ -131,6 +168,7 @@ def recover(
             if missing:
                 raise RestoreRefused(missing_roles_problem(fetched.manifest, missing))
         report = _report(fetched, backup, target_url, allowed, in_catalog)
+        report.created_target = created
         left = timeout - (time.monotonic() - started)
         report.restore_s = restore(
             fetched.archive,
@@ -152,6 +190,7 @@ def recover(
         amcheck=amcheck,
         checks=checks,
         database=fetched.manifest["database"],
+        privileges=owners,
     )
     report.findings, report.recovery_point = compared.findings, compared.recovery_point
     report.check_s = time.monotonic() - checked

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
+from tasks.completeness import read_contents
 from tasks.pg import CONNECT_TIMEOUT_S, USER_SCHEMAS, connect
 from tasks.snapshot import read_facts
 from vigil.backup.facts import qualified, split_name
@@ -54,10 +56,13 @@ def inspect(
     amcheck: bool,
     checks: Sequence[SqlCheck] = (),
     database: str = "",
+    privileges: bool = False,
 ) -> Comparison:
-    """The manifest's promises, then the configured SQL checks, on the restored copy."""
+    """The manifest's promises, then the configured SQL checks, on the restored copy
+    (`privileges`: whether the restore brought grants back, so they can be compared)."""
     with connect_all(url, timeout, jobs) as (connection, *helpers):
         restored = read_restored(manifest, connection, amcheck=amcheck, helpers=helpers)
+        restored = replace(restored, privileges=privileges)
         configured = run_sql_checks(checks, database, connection)
         present = [str(r[0]) for r in connection.execute("SELECT rolname FROM pg_roles")]
     compared = judge(manifest, restored)
@@ -88,7 +93,13 @@ def read_restored(
         invalid_indexes=invalid_indexes(connection),
         amcheck=checks if amcheck else None,
         amcheck_skipped=skipped,
+        contents=read_contents(connection, list(fingerprinted(manifest))),
     )
+
+
+def fingerprinted(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The tables the backup fingerprinted (none in a manifest without contents)."""
+    return dict((manifest.get("contents") or {}).get("fingerprints") or {})
 
 
 @contextmanager

@@ -4,13 +4,13 @@ dump's own snapshot, and where the backup's objects are with their sizes and che
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from vigil import __version__
-from vigil.backup.facts import SnapshotFacts, TableFacts
+from vigil.backup.facts import Contents, SnapshotFacts, TableFacts
 from vigil.backup.identity import BackupError
 
 MANIFEST_FORMAT = "vigil-backup-manifest"
@@ -60,6 +60,12 @@ def build_manifest(
         "indexes": list(facts.indexes),
         "constraints": list(facts.constraints),
         "schema_fingerprint": facts.fingerprint,
+        # What a restore must bring back besides rows (vigil.completeness); a manifest
+        # without these sections is judged without them.
+        "objects": {kind: dict(found) for kind, found in facts.objects.items()},
+        "sequences": {name: dict(value) for name, value in facts.sequences.items()},
+        "contents": contents_json(facts.contents),
+        "partitions": {parent: list(children) for parent, children in facts.partitions.items()},
         "dump": {"format": "custom", "compression": compression, **asdict(dump)},
         "config_archive": (
             {**asdict(config_archive), "files": list(config_files), "unreadable": list(unreadable)}
@@ -88,4 +94,44 @@ def manifest_rows(manifest: dict[str, Any]) -> dict[str, TableFacts]:
     return {
         t["name"]: TableFacts(t["name"], int(t["rows"]), bool(t["exact"]))
         for t in manifest["tables"]
+    }
+
+
+def leaf_tables(partitions: Mapping[str, Sequence[str]], name: str) -> list[str]:
+    """The tables holding a partitioned table's rows (its leaves, through sub-partitions),
+    in the tree `partitions` (parent -> direct partitions); [name] for a table of its own."""
+    children = partitions.get(name)
+    if not children:
+        return [name]
+    return [leaf for child in children for leaf in leaf_tables(partitions, child)]
+
+
+def partition_tree(manifest: Mapping[str, Any]) -> Mapping[str, Sequence[str]]:
+    """The manifest's partition tree (empty in a manifest written before it was recorded)."""
+    return manifest.get("partitions") or {}
+
+
+def rows_through_leaves(manifest: dict[str, Any], name: str) -> TableFacts | None:
+    """A table's rows, a partitioned table's summed over its leaves (exact if all are)."""
+    rows = manifest_rows(manifest)
+    leaves = [rows.get(leaf) for leaf in leaf_tables(partition_tree(manifest), name)]
+    if name not in rows or any(leaf is None for leaf in leaves):
+        return None
+    found = [leaf for leaf in leaves if leaf is not None]
+    return TableFacts(name, sum(f.rows for f in found), all(f.exact for f in found))
+
+
+def contents_json(contents: Contents | None) -> dict[str, Any] | None:
+    """The manifest's record of what only reading data shows."""
+    if contents is None:
+        return None
+    return {
+        "large_objects": {
+            "count": contents.large_objects,
+            "sha256": contents.large_objects_sha256,
+        },
+        "matviews": dict(contents.matviews),
+        "fingerprints": {
+            name: {"rows": f.rows, "sha256": f.sha256} for name, f in contents.fingerprints.items()
+        },
     }

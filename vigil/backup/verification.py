@@ -12,7 +12,12 @@ from typing import Any
 
 from vigil.backup.facts import TableFacts, split_name
 from vigil.backup.listing import archive_tables
-from vigil.backup.manifest import manifest_rows
+from vigil.backup.manifest import (
+    leaf_tables,
+    manifest_rows,
+    partition_tree,
+    rows_through_leaves,
+)
 from vigil.config import Database
 from vigil.durations import format_duration, format_size
 
@@ -101,7 +106,7 @@ def verify(
         _min_size(observed.size_bytes, database.min_backup_size),
         _no_shrink(observed.size_bytes, previous_size),
         *_contents(observed, database, manifest),
-        *_min_rows(database, rows),
+        *_min_rows(database, rows, manifest),
         _fresh(now - created, max_age),
     ]
     return Verification(manifest["backup_id"], now, created, observed.size_bytes, tuple(checks))
@@ -174,7 +179,8 @@ def _contents(
     observed: ReadBack, database: Database, manifest: dict[str, Any]
 ) -> list[VerificationCheck]:
     """Every table of the snapshot, and each critical table with its data, in the archive,
-    matched by catalog OID (`vigil.backup.listing`)."""
+    matched by catalog OID (`vigil.backup.listing`); a partitioned table's data is its
+    leaves'."""
     if observed.toc is None:
         reason = observed.toc_error or "the archive could not be read"
         return [VerificationCheck("archive_readable", False, "pg_restore --list succeeds", reason)]
@@ -191,8 +197,11 @@ def _contents(
         )
     )
     for wanted in database.critical_tables:
-        name = resolve_table(wanted, oids)
-        present = name is not None and listed.has_data(oids[name], *split_name(name))
+        name = resolve_table(wanted, set(oids) | set(manifest.get("partitions") or {}))
+        present = name is not None and listed.has_data(oids.get(name), *split_name(name))
+        leaves = leaf_tables(partition_tree(manifest), name) if name and not present else []
+        if leaves:
+            present = all(listed.has_data(oids.get(leaf), *split_name(leaf)) for leaf in leaves)
         checks.append(
             VerificationCheck(
                 f"critical_table {wanted}",
@@ -204,11 +213,13 @@ def _contents(
     return checks
 
 
-def _min_rows(database: Database, rows: dict[str, TableFacts]) -> list[VerificationCheck]:
+def _min_rows(
+    database: Database, rows: dict[str, TableFacts], manifest: dict[str, Any]
+) -> list[VerificationCheck]:
     checks = []
     for wanted, floor in sorted(database.min_rows.items()):
         name = resolve_table(wanted, set(rows))
-        facts = rows.get(name) if name else None
+        facts = rows_through_leaves(manifest, name) if name else None
         if facts is None:
             observed = "table not found"
         else:
