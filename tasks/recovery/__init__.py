@@ -117,13 +117,16 @@ def recover(
     amcheck: bool = True,
     checks: Sequence[SqlCheck] = (),
     workdir: Path | None = None,
+    identity: str | None = None,
 ) -> RecoveryReport:
     """Fetch (checksum first), pg_restore into the target, and judge the copy with the
     restore test's comparison; RestoreRefused when going ahead could harm or mislead."""
     started = time.monotonic()
     allowed = check_target(target_url, clean=clean, jobs=jobs)
     with tempfile.TemporaryDirectory(prefix="vigil-restore-", dir=workdir) as folder:
-        fetched = fetch(storage, backup, Path(folder), expected_sha256=expected_sha256)
+        fetched = fetch(
+            storage, backup, Path(folder), expected_sha256=expected_sha256, identity=identity
+        )
         report = _report(fetched, backup, target_url, allowed, in_catalog)
         left = timeout - (time.monotonic() - started)
         report.restore_s = restore(

@@ -175,6 +175,15 @@ def restore_command(
         bool,
         typer.Option("--no-owner", help="Skip ownership and grants (roles missing on the target)."),
     ] = False,
+    identity: Annotated[
+        str | None,
+        typer.Option(
+            "--identity",
+            "-i",
+            help="The age identity that opens a sealed backup: a key file (as `age -i` "
+            "reads) or env:NAME (default: restore_test.identity).",
+        ),
+    ] = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -214,6 +223,7 @@ def restore_command(
                 expected_sha256=record.sha256 if record else None,
                 in_catalog=record is not None,
                 amcheck=loaded.restore_test.amcheck,
+                identity=identity or loaded.restore_test.identity,
             )
     except RestoreRefused as exc:
         fail(f"refused: {exc}", 2 if exc.usage else 1)
