@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from vigil.backup.identity import FAILED, RUNNING, SUCCEEDED
 from vigil.backup.retention import Candidate
+from vigil.backup.sealing import sealed_for
 from vigil.backup.verification import Verification
 from vigil.store import Backup, BackupDeletion, BackupVerification, Store
 
@@ -28,9 +29,15 @@ class CatalogEntry:
     deleted: bool
     duration_s: float | None = None
     error: str | None = None
+    # The age recipients the backup was sealed for (from its manifest); empty: not sealed.
+    sealed_for: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "created_at": self.created_at.isoformat()}
+        return {
+            **asdict(self),
+            "created_at": self.created_at.isoformat(),
+            "sealed_for": list(self.sealed_for),
+        }
 
 
 def catalog(store: Store, database: str | None = None) -> list[CatalogEntry]:
@@ -53,6 +60,7 @@ def catalog(store: Store, database: str | None = None) -> list[CatalogEntry]:
                 deleted=b.id in gone,
                 duration_s=b.duration_s,
                 error=b.error,
+                sealed_for=tuple(sealed_for((b.manifest or {}).get("dump"))),
             )
             for b in session.scalars(query)
         ]

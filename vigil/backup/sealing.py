@@ -39,6 +39,17 @@ class Identities:
     def opens(self, sealed_for: Sequence[str]) -> bool:
         return bool(self.recipients & set(sealed_for))
 
+    @classmethod
+    def joined(cls, found: Sequence[Identities]) -> Identities | None:
+        """All the identities of several sources as one (None when there are none)."""
+        if not found:
+            return None
+        return cls(
+            tuple(k for i in found for k in i.keys),
+            frozenset(r for i in found for r in i.recipients),
+            " and ".join(i.source for i in found),
+        )
+
 
 def load_identities(source: str, setting: str) -> Identities:
     """The identities in `source` (a file path or `env:NAME`); SealError says what is
