@@ -269,6 +269,7 @@ def test_key_rotation_new_backups_for_new_recipients_old_ones_still_open_with_ol
     listing = CliRunner().invoke(app, ["backups", "-c", str(keyless)])
     assert f"warning: {first}: sealed only for recipients no longer in" in listing.output
 
+    config = sealed_config(tmp_path, pg_database, storage, [new], identity=str(new_key))
     with fresh_database(pg_server_url) as target:
         refused = restore(config, first, target)  # restore_test.identity: the new key
         assert refused.exit_code == 1 and f"sealed for {old}" in refused.output
