@@ -34,6 +34,16 @@ DatabaseOption = Annotated[
     typer.Option("--database", "-d", help="Only this database (a name under `databases:`)."),
 ]
 
+IdentityOption = Annotated[
+    str | None,
+    typer.Option(
+        "--identity",
+        "-i",
+        help="The age identity that opens a sealed backup: a key file (as `age -i` reads) "
+        "or env:NAME (default: restore_test.identity).",
+    ),
+]
+
 backups_app = typer.Typer(
     help="The backup catalog: what exists, where, and whether it was verified."
 )
@@ -205,15 +215,7 @@ def restore_command(
         bool,
         typer.Option("--no-owner", help="Skip ownership and grants (roles missing on the target)."),
     ] = False,
-    identity: Annotated[
-        str | None,
-        typer.Option(
-            "--identity",
-            "-i",
-            help="The age identity that opens a sealed backup: a key file (as `age -i` "
-            "reads) or env:NAME (default: restore_test.identity).",
-        ),
-    ] = None,
+    identity: IdentityOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
