@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 
 from tasks.codec import layers, seal_bytes
 from tasks.notify import notify
@@ -32,6 +31,7 @@ from tasks.snapshot import take_snapshot
 from tasks.storage import Storage, StorageError, open_storage
 from tasks.storage.configs import config_archive
 from tasks.storage.tasks import apply_retention, store_object
+from vigil import boundary
 from vigil.backup.catalog import (
     candidates,
     find_backup,
@@ -56,7 +56,7 @@ from vigil.backup.outcome import BackupOutcome, alerts_for, run_state
 from vigil.backup.sealing import Identities, SealError, load_identities
 from vigil.backup.verification import ReadBack, Verification, verify
 from vigil.config import Config, Database, load_config
-from vigil.durations import format_duration
+from vigil.durations import format_duration, format_size
 from vigil.locks import Locked, held
 from vigil.redact import redact
 from vigil.runtime import flow_run_id, outcome
@@ -157,6 +157,16 @@ def make_backup(
         manifest=manifest,
         duration_s=result.seconds,
     )
+    log.info(
+        "%s: dumped %s (%s, %s rows%s) to %s in %s",
+        database.name,
+        name,
+        format_size(result.size_bytes or 0),
+        result.rows,
+        sealed_note(dumped),
+        result.location,
+        format_duration(result.seconds or 0),
+    )
     result.verification = check_backup(config, store, storage, database, manifest, sealed_toc)
     if result.verified:
         prune_after(config, store, storage, database, result)
@@ -244,7 +254,18 @@ def check_backup(
         get_run_logger().error(
             "backup %s failed verification: %s", verification.backup_id, verification.summary()
         )
+    else:
+        get_run_logger().info(
+            "backup %s verified: %s", verification.backup_id, verification.summary()
+        )
     return verification
+
+
+def sealed_note(dumped: dict[str, Any]) -> str:
+    """How the dump is stored, for the run's log: `, zstd:1, sealed for age1...`."""
+    codec = f", {dumped['codec']}" if dumped.get("codec") else ""
+    sealed = dumped.get("recipients") or []
+    return codec + (f", sealed for {', '.join(sealed)}" if sealed else "")
 
 
 def verifying_identities(config: Config) -> Identities | None:
@@ -269,16 +290,20 @@ def prune_after(
         )
     except Exception as exc:
         result.retention_error = redact(str(exc))
+        get_run_logger().error("retention of %s failed: %s", database.name, result.retention_error)
         return
     result.deleted = [d.backup_id for d in decisions if not d.keep]
+    kept = sum(d.keep for d in decisions)
+    deleted = ", ".join(result.deleted) or "nothing"
+    get_run_logger().info("retention of %s: kept %d, deleted %s", database.name, kept, deleted)
 
 
 def publish(outcomes: list[BackupOutcome]) -> None:
     good = sum(o.ok for o in outcomes)
-    create_table_artifact(
-        key=ARTIFACT_KEY,
-        table=[o.row() for o in outcomes],
-        description=f"{good} of {len(outcomes)} database backup(s) verified",
+    boundary.publish_table(
+        ARTIFACT_KEY,
+        [o.row() for o in outcomes],
+        f"{good} of {len(outcomes)} database backup(s) verified",
     )
 
 

@@ -13,6 +13,7 @@ restore is the recovery engine's (`tasks.recovery`), the runbook's commands `tas
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from contextlib import ExitStack
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks import recovery as engine
@@ -29,11 +29,13 @@ from tasks import runbook
 from tasks.notify import notify
 from tasks.recovery import scratch
 from tasks.storage import Storage, StorageError, open_storage
-from vigil import drill
+from vigil import boundary, drill, findings
 from vigil import restore_test as rt
 from vigil.backup.identity import describe_url
 from vigil.config import Config, RunbookStep, load_config, resolve_path
 from vigil.drill_report import ARTIFACT_KEY, DUTY, alert_for, markdown
+from vigil.durations import format_duration
+from vigil.logs import story
 from vigil.recovery import Finding
 from vigil.runtime import as_is, flow_run_id, outcome
 from vigil.store import Store, open_store
@@ -43,7 +45,7 @@ def _run_name() -> str:
     return "drill " + datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
 
 
-class PhaseFailed(Exception):
+class PhaseFailed(findings.Finding):
     """Raised by a phase task that found problems, so the task run shows Failed; it carries
     the phase so the drill keeps its findings and goes on."""
 
@@ -66,7 +68,18 @@ def _run(task_: Any, phase: drill.Phase, *args: Any) -> drill.Phase:
     if isinstance(value, BaseException) and not isinstance(value, PhaseFailed):
         phase.error = phase.error or repr(value)
         phase.finished_at = phase.finished_at or datetime.now(UTC)
+    _tell(phase)
     return phase
+
+
+def _tell(phase: drill.Phase) -> None:
+    """One line per phase in the run's logs: what it was, its verdict, how long, and why."""
+    took = f" in {format_duration(phase.duration_s)}" if phase.duration_s is not None else ""
+    why = f": {'; '.join(phase.problems())}" if not phase.ok else ""
+    if phase.skipped:
+        why = f": {phase.skipped}"
+    level = logging.INFO if phase.ok else logging.ERROR
+    story().log(level, "phase %s: %s%s%s", phase.name, phase.verdict, took, why)
 
 
 # --- phase tasks --------------------------------------------------------------------------------
@@ -261,7 +274,7 @@ def dr_drill(config_path: str | None = None) -> Any:
         result.finished_at = datetime.now(UTC)
         report = markdown(result)
         drill.record(store, result, report, flow_run_id())
-    create_markdown_artifact(key=ARTIFACT_KEY, markdown=report, description=result.headline())
+    boundary.publish_markdown(ARTIFACT_KEY, report, result.headline())
     notify(as_is(config), alert_for(result))
     summary = {"headline": result.headline(), "report": report, **result.as_json()}
     problem = {drill.FAILED: "RecoveryFailed", drill.MISSED: "ObjectiveMissed"}.get(result.status)

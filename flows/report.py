@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.notify import Delivery, send_alert
+from vigil import boundary
 from vigil.alert import Alert, Severity
 from vigil.config import Config, load_config
 from vigil.report import Report, build_report
@@ -54,9 +54,7 @@ def compute_report(config: Config, days: int) -> Report:
 
 @task(name="publish the report artifact", cache_policy=NO_CACHE)
 def publish_report(report: Report) -> None:
-    create_markdown_artifact(
-        key=ARTIFACT_KEY, markdown=to_markdown(report), description=headline(report)
-    )
+    boundary.publish_markdown(ARTIFACT_KEY, to_markdown(report), headline(report))
 
 
 @task(name="send the report", cache_policy=NO_CACHE)

@@ -17,17 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks import recovery
 from tasks.notify import notify
 from tasks.recovery import scratch
 from tasks.storage import Storage, open_storage
+from vigil import boundary
 from vigil import restore_test as rt
 from vigil.backup.catalog import CatalogEntry
 from vigil.backup.identity import failure_text, parse_backup_id
 from vigil.config import Config, Database, load_config
+from vigil.durations import format_duration
 from vigil.recovery import Comparison
 from vigil.redact import redact
 from vigil.runtime import flow_run_id, outcome
@@ -201,11 +202,21 @@ def run_test(
     with scratch.workdir(rt.workdir_prefix(result.database)) as folder:
         fetched = fetch_backup(storage, entry, folder, settings.identity)
         result.fetch_s = fetched.seconds
+        log = get_run_logger()
+        log.info(
+            "%s: fetched %s in %s", result.database, entry.id, format_duration(fetched.seconds)
+        )
         result.scratch = rt.scratch_name(result.database, datetime.now(UTC))
         try:
             left = deadline.left("pg_restore")
             result.restore_s = restore_scratch(
                 admin, result.scratch, fetched, server, settings.jobs, left
+            )
+            log.info(
+                "%s: restored into %s in %s",
+                result.database,
+                result.scratch,
+                format_duration(result.restore_s),
             )
             started = time.monotonic()
             left = deadline.left("the comparison")
@@ -215,6 +226,10 @@ def run_test(
             result.findings, result.recovery_point = compared.findings, compared.recovery_point
             result.check_s = time.monotonic() - started
             result.amcheck_s = compared.amcheck_s
+            for finding in result.failures:
+                log.error("%s: %s", result.database, finding.line())
+            if not result.failures:
+                log.info("%s: %d checks passed", result.database, len(result.findings))
         finally:
             drop_scratch(admin, result)
 
@@ -235,10 +250,10 @@ def tell(config: Config, results: list[rt.RestoreTestResult]) -> None:
     """An artifact per database and the alerts: also for a run being stopped, so a test cut
     short is seen, not silently missing from the week."""
     for result in results:
-        create_markdown_artifact(
-            key=rt.artifact_key(result.database),
-            markdown=rt.markdown(result),
-            description=f"restore test of {result.database}: {result.status}",
+        boundary.publish_markdown(
+            rt.artifact_key(result.database),
+            rt.markdown(result),
+            f"restore test of {result.database}: {result.status}",
         )
     for alert in rt.alerts_for(results):
         notify(config, alert)

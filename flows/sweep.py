@@ -13,14 +13,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.sweep_shards import fans_out, sharded_checks
 from tasks.notify import send_alert
 from tasks.probes.checks import check_here, fallbacks_serving
+from vigil import boundary
 from vigil.alert import Alert
 from vigil.config import Config, Monitor, load_config
+from vigil.findings import Finding
+from vigil.logs import story
 from vigil.monitoring import MonitorState, mark_alerted, plan_alerts
 from vigil.runtime import as_is, flow_run_id, flow_run_link, outcome
 from vigil.store import open_store
@@ -73,12 +75,24 @@ def update_status_page(config: Config, at: datetime) -> list[str]:
         return publish(config, store, at)
 
 
+class HeartbeatFailed(Finding):
+    """The dead-man's switch did not take the ping: a finding about the outside service (its
+    URL is a secret, so the message names only what went wrong)."""
+
+
 @task(name="ping heartbeat", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def ping_heartbeat(url: str) -> None:
     """Tell the outside dead-man's switch that vigil is alive and sweeping."""
     import httpx
 
-    httpx.get(url, timeout=10).raise_for_status()
+    try:
+        httpx.get(url, timeout=10).raise_for_status()
+    except httpx.HTTPStatusError as exc:
+        raise HeartbeatFailed(
+            f"heartbeat ping refused: HTTP {exc.response.status_code}, expected 2xx"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise HeartbeatFailed(f"heartbeat ping failed: {type(exc).__name__}: {exc}") from None
 
 
 @flow(name="uptime-sweep", flow_run_name=_run_name, log_prints=False)
@@ -98,6 +112,7 @@ def _sweep(config_path: str | None) -> Any:
     before = read_states.submit(config.store.url)
     checks, unchecked = _checks(config, config_path, run_id, deadline)
     decision = decide(config, checks, before.result(), at)
+    _tell(decision)
 
     fallbacks = fallbacks_serving(fallback_targets(decision), config, deadline)
     alerts = plan_alerts(
@@ -134,12 +149,16 @@ def _checks(
     return check_here(config.monitors, config, deadline), []
 
 
+def _tell(decision: SweepDecision) -> None:
+    log = story()
+    for level, line in presentation.story(decision):
+        log.log(level, "%s", line)
+
+
 def _publish_table(decision: SweepDecision) -> None:
     rows, hidden = presentation.table(decision)
-    create_table_artifact(
-        key=presentation.ARTIFACT_KEY,
-        table=rows,
-        description=presentation.table_description(decision, hidden),
+    boundary.publish_table(
+        presentation.ARTIFACT_KEY, rows, presentation.table_description(decision, hidden)
     )
 
 
@@ -147,4 +166,4 @@ def _heartbeat(url: str) -> None:
     try:
         ping_heartbeat(url)
     except Exception as exc:  # the sweep's own result matters more than its heartbeat
-        get_run_logger().warning("heartbeat ping failed: %s", exc)
+        get_run_logger().warning("%s (sweep.heartbeat_url); the sweep itself is unaffected", exc)

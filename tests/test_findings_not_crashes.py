@@ -162,3 +162,38 @@ def test_a_bug_keeps_its_traceback(runner: Path) -> None:
     assert run.state.is_failed(), run.state
     text = "\n".join(message for _, message in api_logs(run.id))
     assert "Traceback" in text and "ZeroDivisionError" in text, text
+
+
+def test_a_served_sweeps_logs_tell_what_changed_and_who_was_told(
+    runner: Path, tmp_path: Path, http_target: Any
+) -> None:
+    """The run's page alone says it: a new monitor counting failures, its change to DOWN
+    and why, and the alert with the channel it went to; then its recovery."""
+    from tests.fixtures.receivers import HttpReceiver, Reply
+
+    hook = HttpReceiver(Reply(200, "ok"))
+    try:
+        url = http_target.set("/shop", status=503)
+        config = write_config(
+            tmp_path, f'monitors:\n  - {{name: shop, url: "{url}"}}\n', hook=hook.url_for("/h")
+        )
+        first = served_run("uptime-sweep/findings-sweep", config_path=str(config))
+        second = served_run("uptime-sweep/findings-sweep", config_path=str(config))
+        http_target.set("/shop", status=200)
+        third = served_run("uptime-sweep/findings-sweep", config_path=str(config))
+    finally:
+        hook.close()
+
+    assert first.state.is_completed() and "1 pending" in first.state.message, first.state
+    told = [message for _, message in api_logs(first.id)]
+    assert "shop: pending: 1 of 2 failures: [STATUS] == 200 (got 503)" in told or any(
+        m.startswith("shop: pending: 1 of 2 failures: [STATUS]") and "503" in m for m in told
+    ), told
+    told = "\n".join(message for _, message in api_logs(second.id))
+    assert "shop: UNKNOWN -> DOWN" in told and "503" in told, told
+    assert "sent to hook (webhook)" in told, told
+    assert [r.json().get("title") for r in hook.requests], "the alert arrived"
+    told = "\n".join(message for _, message in api_logs(third.id))
+    assert "shop: DOWN -> UP" in told and "sent to hook (webhook)" in told, told
+    for word in CRASH_WORDS:
+        assert word not in told, told

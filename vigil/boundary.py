@@ -107,7 +107,7 @@ def state_message(text: Any) -> str:
 
 def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows for a table artifact: every string cell redacted and inert, numbers as they are."""
-    return [{str(k): _cell(v) for k, v in row.items()} for row in rows]
+    return [{_cell(str(k)): _cell(v) for k, v in row.items()} for row in rows]
 
 
 def _cell(value: Any) -> Any:

@@ -30,6 +30,7 @@ from pydantic import (
 from vigil.alert import Severity
 from vigil.cron import Cron
 from vigil.durations import Duration, Size
+from vigil.findings import Finding
 from vigil.paths import default_backup_storage, default_store_url
 from vigil.redact import forget_secrets, is_credential_name, redact, register_secrets, secrets_in
 from vigil.yamlcache import load_yaml
@@ -39,7 +40,7 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
-class ConfigError(Exception):
+class ConfigError(Finding):
     """A config that cannot be used; `errors` holds every `path: message` line."""
 
     def __init__(self, errors: list[str], path: Path | None = None) -> None:

@@ -15,8 +15,10 @@ import contextlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
+from vigil.findings import Finding
 
-class Locked(Exception):
+
+class Locked(Finding):
     """Another run held the lock longer than this one waits; the message says who and why."""
 
 

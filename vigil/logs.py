@@ -51,8 +51,27 @@ def install() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+    # vigil's own lines outside a run (a command's work) are told at INFO, like a run's.
+    if logging.getLogger("vigil").level == logging.NOTSET:
+        logging.getLogger("vigil").setLevel(logging.INFO)
     for name in ENGINE_LOGGERS:
         logging.getLogger(name).addFilter(_drop_verdict_echo)
+
+
+def story() -> Any:
+    """The logger for what a run's logs must say happened (a state change, an alert and to
+    whom, a phase and its figures): the run's own logger inside a flow or task run, so the
+    line is on the run's page in the UI; vigil's logger outside one (a command's own work).
+
+    Call it on the thread that runs the flow or task: Prefect's run context does not follow
+    work handed to a thread pool."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("vigil")
 
 
 def clean(record: logging.LogRecord) -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from vigil.alert import SEVERITIES, Alert, Severity
 from vigil.conditions import ConditionResult, Observation, body_status
@@ -67,6 +67,25 @@ _DIGEST_NAMES = 10
 
 MonitorVerdict = Literal["ok", "degraded", "failed"]
 Kind = Literal["down", "recovered", "degraded", "reminder"]
+
+
+class Counted(Protocol):
+    """What `pending` reads: a sweep's MonitorState or the store's row of it."""
+
+    state: str
+    consecutive_failures: int
+    failed_conditions: list[str]
+    last_error: str | None
+
+
+def pending(state: Counted, failure_threshold: int) -> str | None:
+    """Why a monitor with no state yet is not DOWN although its checks fail: a new monitor
+    counts failures up to its threshold first (`pending: 1 of 2 failures: [STATUS] 503`).
+    None when there is nothing to tell."""
+    if state.state != UNKNOWN or state.consecutive_failures <= 0:
+        return None
+    why = "; ".join(state.failed_conditions) or state.last_error or "check failed"
+    return f"pending: {state.consecutive_failures} of {failure_threshold} failures: {why}"
 
 
 def verdict(results: list[ConditionResult], obs: Observation) -> MonitorVerdict:

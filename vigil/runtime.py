@@ -234,15 +234,9 @@ def outcome(
 
 
 def _log_verdict(problem: str | None, message: str, degraded: bool) -> None:
-    import logging
+    from vigil.logs import story
 
-    from prefect import get_run_logger
-    from prefect.exceptions import MissingContextError
-
-    try:
-        logger: Any = get_run_logger()
-    except MissingContextError:
-        logger = logging.getLogger("vigil")
+    logger = story()
     if problem:
         logger.error("%s: %s", problem, message)
     elif degraded:

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from vigil.config import Config
 from vigil.durations import format_duration, format_size
+from vigil.monitoring import pending
 from vigil.store import (
     Backup,
     CheckResult,
@@ -214,6 +215,8 @@ def monitor_lines(
         row = found.get(monitor.name)
         line = _monitor_line(monitor.name, row, ui_url)
         line.attention = _monitor_attention(line, now, stale_after)
+        if row is not None and line.attention is None:
+            line.attention = pending(row[0], monitor.failure_threshold)
         lines.append(line)
     return sorted(lines, key=_worst_first)
 

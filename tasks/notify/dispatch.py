@@ -23,6 +23,7 @@ from tasks.notify import email, slack, webhook
 from tasks.notify.transports import RetryPolicy, with_retries
 from vigil.alert import Alert
 from vigil.config import Channel, Config
+from vigil.logs import story
 from vigil.redact import redact
 
 log = logging.getLogger("vigil.notify")
@@ -67,7 +68,7 @@ def dispatch(
     routed = config.routes.get(alert.severity, []) if channels is None else channels
     names = list(dict.fromkeys(routed))
     if not names:
-        log.debug("no channel routed for %s alert %r", alert.severity, redact(alert.title))
+        story().info("alert %r: no channel is routed for %s alerts", alert.title, alert.severity)
         return []
     safe = alert.redacted()
     workers = min(MAX_WORKERS, len(names))
@@ -75,6 +76,7 @@ def dispatch(
         futures = [pool.submit(_send_named, name, config, safe, policy) for name in names]
         deliveries = [future.result() for future in futures]
     for delivery in deliveries:
+        _log(safe, delivery)
         _record(record, safe, delivery)
     return deliveries
 
@@ -88,17 +90,13 @@ def send(
     label = f"{channel_name} ({channel_config.type})"
     outcome = with_retries(partial(sender, channel_config, safe), policy or RetryPolicy(), label)
     status: Status = "failed" if outcome.error else "sent"
-    delivery = Delivery(channel_name, channel_config.type, status, outcome.attempts, outcome.error)
-    _log(safe, delivery)
-    return delivery
+    return Delivery(channel_name, channel_config.type, status, outcome.attempts, outcome.error)
 
 
 def _send_named(name: str, config: Config, alert: Alert, policy: RetryPolicy | None) -> Delivery:
     channel = config.channels.get(name)
     if channel is None:
-        delivery = Delivery(name, "unknown", "skipped", 0, f"no channel named {name!r}")
-        _log(alert, delivery)
-        return delivery
+        return Delivery(name, "unknown", "skipped", 0, f"no channel named {name!r}")
     return send(name, channel, alert, policy)
 
 
@@ -112,6 +110,8 @@ def _record(record: Record | None, alert: Alert, delivery: Delivery) -> None:
 
 
 def _log(alert: Alert, delivery: Delivery) -> None:
+    """One line per channel in the run's logs: what was sent to whom, delivered or not."""
+    log = story()
     tries = f"{delivery.attempts} attempt{'s' if delivery.attempts != 1 else ''}"
     where = f"{delivery.channel} ({delivery.channel_type})"
     if delivery.status == "sent":

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from vigil.backup.manifest import StoredFile
+from vigil.findings import Finding
 from vigil.redact import redact
 
 CHUNK = 1 << 20
 
 
-class StorageError(Exception):
+class StorageError(Finding):
     """Storage refused or failed an operation; the message names the object and place, and
     `retryable` says whether trying again may help."""
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg.conninfo
 
+from vigil.findings import Finding
 from vigil.redact import redact
 
 ID_TIME = "%Y%m%dT%H%M%SZ"
@@ -18,7 +19,7 @@ RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 LOCKED = "locked"  # an outcome only: another run held the database's lock
 
 
-class BackupError(Exception):
+class BackupError(Finding):
     """A backup step that failed; `retryable` is True when trying again may help (a network
     blip, a restarting server), False when only a person can fix it (a wrong password)."""
 

@@ -8,6 +8,7 @@ when something is only degraded); scripts read the summary (`vigil sweep --json`
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,7 +16,8 @@ from typing import Any
 
 from vigil.config import Monitor
 from vigil.durations import format_duration
-from vigil.monitoring import DEGRADED, DOWN, UNKNOWN, UP
+from vigil.monitoring import DEGRADED, DOWN, UNKNOWN, UP, pending
+from vigil.sweep.checks import MonitorCheck
 from vigil.sweep.decision import SweepDecision
 
 STATE_ORDER = {DOWN: 0, DEGRADED: 1, UNKNOWN: 2, UP: 3}
@@ -49,14 +51,26 @@ def run_state(decision: SweepDecision, alerts_sent: int, unchecked: list[Monitor
     return RunState(problem, summary, message, bool(tally[DEGRADED]))
 
 
+PENDING = "PENDING"
+
+
 def counts(decision: SweepDecision) -> Counter[str]:
-    return Counter(decision.after[c.monitor.name].state for c in decision.checks)
+    """Monitors per state; a new monitor whose checks fail counts as PENDING, not UNKNOWN."""
+    return Counter(
+        PENDING if _pending(decision, c) else decision.after[c.monitor.name].state
+        for c in decision.checks
+    )
+
+
+def _pending(decision: SweepDecision, check: MonitorCheck) -> str | None:
+    return pending(decision.after[check.monitor.name], check.monitor.failure_threshold)
 
 
 def headline(decision: SweepDecision) -> str:
     """`12 up, 1 degraded, 2 down (api, db down)`: the run's message in the runs list."""
     tally = counts(decision)
-    parts = [f"{tally[s]} {s.lower()}" for s in (UP, DEGRADED, DOWN, UNKNOWN) if tally[s]]
+    shown_states = (UP, DEGRADED, DOWN, PENDING, UNKNOWN)
+    parts = [f"{tally[s]} {s.lower()}" for s in shown_states if tally[s]]
     down = _down(decision)
     text = ", ".join(parts) or "no monitors"
     if down:
@@ -75,6 +89,7 @@ def sweep_summary(decision: SweepDecision, alerts_sent: int) -> dict[str, Any]:
         "up": tally[UP],
         "degraded": tally[DEGRADED],
         "down": tally[DOWN],
+        "pending": tally[PENDING],
         "unknown": tally[UNKNOWN],
         "transitions": [f"{t.monitor}: {t.kind}" for t in decision.transitions],
         "alerts": alerts_sent,
@@ -103,7 +118,7 @@ def table(decision: SweepDecision) -> tuple[list[dict[str, Any]], int]:
         rows.append(
             {
                 "monitor": check.monitor.name,
-                "state": state.state
+                "state": (_pending(decision, check) or state.state)
                 + (" (maintenance)" if check.monitor.name in decision.maintenance else ""),
                 "latency": "-" if latency is None else format_duration(timedelta(seconds=latency)),
                 "failed conditions": "; ".join(check.failed) or (check.obs.error or ""),
@@ -117,3 +132,21 @@ def table_description(decision: SweepDecision, hidden: int) -> str:
     """The artifact's description: when, the headline, and what the cap left out."""
     note = f" ({hidden} more UP monitors not shown)" if hidden else ""
     return f"Uptime sweep at {decision.at:%Y-%m-%d %H:%M UTC}: {headline(decision)}{note}"
+
+
+def story(decision: SweepDecision) -> list[tuple[int, str]]:
+    """What the run's logs say happened, as (level, line): each monitor that changed state
+    (old -> new, and why), each new monitor counting failures before DOWN; then the count."""
+    lines = []
+    for t in decision.transitions:
+        why = "; ".join(t.failed) or (decision.after[t.monitor].last_error or "")
+        level = logging.WARNING if t.state in (DOWN, DEGRADED) else logging.INFO
+        change = f"{t.previous} -> {t.state}" if t.previous != t.state else f"still {t.state}"
+        lines.append((level, f"{t.monitor}: {change} ({t.kind}){': ' + why if why else ''}"))
+    for check in decision.checks:
+        reason = _pending(decision, check)
+        if reason:
+            lines.append((logging.WARNING, f"{check.monitor.name}: {reason}"))
+    if not decision.transitions:
+        lines.append((logging.INFO, f"no monitor changed state ({headline(decision)})"))
+    return lines
