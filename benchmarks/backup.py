@@ -21,7 +21,7 @@ times in turn; the medians of the rounds are compared (the machine is shared):
                 the read-back proves the checksum of the sealed object)
   local-gzip    the same with `compression: gzip:1` (pg_dump's own -Z1, vigil's old way)
   s3            zstd to S3 on a moto server this benchmark starts (its own process), with
-                part_size 16MiB (two parts in memory, one uploading)
+                the default part_size, 8MiB (two parts in memory, one uploading)
   s3-age        the same, sealed
   empty         a flow with one task that does nothing: Prefect's own fixed cost per run
 
@@ -223,7 +223,7 @@ def own_peak_mb() -> float:
 def write_config(folder: Path, rows: int, variant: str, s3_url: str, recipient: str) -> Path:
     storage = f"storage: '{(folder / 'local').as_uri()}'"
     if variant.startswith("s3"):
-        s3 = f"{{endpoint_url: '{s3_url}', region: us-east-1, part_size: 16MiB}}"
+        s3 = f"{{endpoint_url: '{s3_url}', region: us-east-1}}"
         storage = f"storage: 's3://vigil-bench/{variant}'\n  s3: {s3}"
     if variant.endswith("-age"):
         storage += f"\n  encrypt: {{recipients: ['{recipient}']}}"
