@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import io
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
@@ -220,15 +222,75 @@ def decode(
         count += len(data)
         write(data)
 
-    sink: Any = ZstdSink(counted) if ZSTD in encoding else Sink(counted)
-    if AGE in encoding:
-        _decrypt(chunks, keys, sink)
-    else:
-        for chunk in chunks:
-            sink.write(chunk)
-    if isinstance(sink, ZstdSink):
-        sink.finish()
+    if ZSTD not in encoding:
+        sink: Any = Sink(counted)
+        if AGE in encoding:
+            _decrypt(chunks, keys, sink)
+        else:
+            for chunk in chunks:
+                sink.write(chunk)
+        return count
+    with Handoff(ZstdSink(counted)) as handoff:
+        if AGE in encoding:
+            _decrypt(chunks, keys, handoff)
+        else:
+            for chunk in chunks:
+                handoff.write(chunk)
     return count
+
+
+class Handoff(io.RawIOBase):
+    """Decompression and the writes after it on a thread of their own, fed through a short
+    queue, so reading, hashing and unsealing overlap with them on another core (zstd and
+    file writes release the GIL). An error on that thread surfaces at the next write or
+    at the end."""
+
+    def __init__(self, sink: ZstdSink) -> None:
+        self._sink = sink
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="vigil-decode", daemon=True)
+
+    def __enter__(self) -> Handoff:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        self._queue.put(None)  # the thread always takes what is queued, so this returns
+        if kind is not None:
+            self._thread.join()
+            return
+        self._thread.join()
+        self._raise()
+        self._sink.finish()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._raise()
+        while True:
+            try:
+                self._queue.put(bytes(data), timeout=0.5)
+                return len(data)
+            except queue.Full:
+                self._raise()
+
+    def _raise(self) -> None:
+        """The decoding thread's error, once it has stopped (it keeps taking what is written
+        after an error, so the stored stream is still read, and hashed, to its end)."""
+        if self._error is not None and not self._thread.is_alive():
+            raise self._error
+
+    def _drain(self) -> None:
+        try:
+            while (data := self._queue.get()) is not None:
+                if self._error is None:
+                    self._sink.write(data)
+        except BaseException as exc:
+            self._error = exc
+            while self._queue.get() is not None:  # let the producer finish its writes
+                pass
 
 
 def _decrypt(chunks: Iterable[bytes], keys: Sequence[Any], sink: Any) -> None:
