@@ -247,7 +247,8 @@ class Handoff(io.RawIOBase):
 
     def __init__(self, sink: ZstdSink) -> None:
         self._sink = sink
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        # At most 8 pieces in flight: 8 MB of 1 MB storage chunks, 512 KB of age chunks.
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="vigil-decode", daemon=True)
 
