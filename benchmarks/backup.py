@@ -8,17 +8,25 @@ same database, in one run.
 The database (`vigil_bench_<rows>`) is built once with /work/shared/bench-data.sql
 (`psql -v rows=N -f`), data that compresses like production data, and reused while its row
 count matches. Each variant runs in a subprocess of its own, one after another, `--rounds`
-times in turn; the best round of each is compared (other tenants of a small machine only
-ever add time):
+times in turn; the medians of the rounds are compared (the machine is shared):
 
-  pg_dump   `pg_dump --format=custom -Z1 -f FILE` (vigil's default compression)
-  local     the `daily-backup` flow run for real to a folder: snapshot with exact counts,
-            pg_dump streamed through SHA-256 into `.partial` + fsync + rename, manifest,
-            read-back verification (hash + pg_restore --list), records, retention, artifact
-  s3        the same flow to S3 on a moto server this benchmark starts (its own process),
-            with the default part_size (32MiB: two parts in memory, one uploading)
-  s3-16     the same with part_size 16MiB, to show what the part size costs in memory
-  empty     a flow with one task that does nothing: Prefect's own fixed cost per run here
+  pg_dump       `pg_dump --format=custom -Z1 -f FILE` (vigil's compression before zstd)
+  pg_dump-zstd  `pg_dump -Fc -Z0 | zstd -1 -T2 > FILE`: the plain way of the new default
+  local         the `daily-backup` flow run for real to a folder with the default zstd:1 on
+                2 threads: snapshot with exact counts, pg_dump -Z0 compressed on zstd's own
+                threads and streamed through SHA-256 into `.partial` + fsync + rename,
+                manifest, read-back verification (hash, decompress all of it, pg_restore
+                --list), records, retention, artifact
+  local-age     the same, sealed with age for one recipient (the host holds no identity:
+                the read-back proves the checksum of the sealed object)
+  local-gzip    the same with `compression: gzip:1` (pg_dump's own -Z1, vigil's old way)
+  s3            zstd to S3 on a moto server this benchmark starts (its own process), with
+                the default part_size, 8MiB (two parts in memory, one uploading)
+  s3-age        the same, sealed
+  empty         a flow with one task that does nothing: Prefect's own fixed cost per run
+
+pg_dump's own `--compress=zstd` needs pg_dump 16 or newer; the run says whether this
+client has it.
 
 For the flows, "time" is the flow call (after imports, against a Prefect test API started
 here) and "process" the whole subprocess from exec to exit; the store is migrated before any
@@ -46,8 +54,11 @@ from vigil.runtime import summary_of
 
 BENCH_SQL = Path("/work/shared/bench-data.sql")
 SERVER = os.environ.get("VIGIL_BENCH_SERVER", "postgresql://postgres@127.0.0.1:5432")
-VARIANTS = ("pg_dump", "local", "s3", "s3-16", "empty")
-FLOW_VARIANTS = ("local", "s3", "s3-16")
+VARIANTS = (
+    "pg_dump", "pg_dump-zstd", "local", "local-age", "local-gzip", "s3", "s3-age", "empty"
+)  # fmt: skip
+FLOW_VARIANTS = ("local", "local-age", "local-gzip", "s3", "s3-age")
+BARE_VARIANTS = ("pg_dump", "pg_dump-zstd")
 MB = 1_000_000
 
 
@@ -123,16 +134,36 @@ def whole(command: list[str], env: dict[str, str]) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def run_pg_dump(rows: int, folder: Path, env: dict[str, str]) -> dict[str, float]:
+def run_pg_dump(
+    rows: int, folder: Path, env: dict[str, str], variant: str = "pg_dump"
+) -> dict[str, float]:
     target = folder / "bare.dump"
     peak = folder / "pg_dump.peak"
-    command = ["pg_dump", "--format=custom", "-Z1", "-f", str(target), database_url(rows)]
-    # GNU time forks pg_dump itself, so pg_dump's peak RSS is its own (see own_peak_mb).
+    if variant == "pg_dump":
+        command = ["pg_dump", "--format=custom", "-Z1", "-f", str(target), database_url(rows)]
+    else:
+        pipeline = f"pg_dump -Fc -Z0 '{database_url(rows)}' | zstd -1 -T2 -q > '{target}'"
+        command = ["bash", "-o", "pipefail", "-c", pipeline]
+    # GNU time forks the command itself, so the peak RSS is its own (the largest process of
+    # a pipeline: see own_peak_mb).
     seconds, _ = whole(["/usr/bin/time", "-f", "%M", "-o", str(peak), *command], env)
     size = target.stat().st_size
     target.unlink()
     peak_mb = int(peak.read_text().split()[-1]) / 1024
     return {"seconds": seconds, "process": seconds, "peak_mb": peak_mb, "size": size}
+
+
+def pg_dump_zstd_available(rows: int) -> str:
+    """Whether this pg_dump compresses with zstd itself (PostgreSQL 16+)."""
+    done = subprocess.run(
+        ["pg_dump", "-Fc", "--compress=zstd", "-s", "-f", os.devnull, database_url(rows)],
+        capture_output=True,
+        text=True,
+    )
+    version = subprocess.run(["pg_dump", "--version"], capture_output=True, text=True).stdout
+    if done.returncode == 0:
+        return f"{version.strip()}: --compress=zstd available"
+    return f"{version.strip()}: --compress=zstd unavailable ({done.stderr.strip()[:120]})"
 
 
 def run_flow(config: Path, env: dict[str, str]) -> dict[str, float]:
@@ -189,12 +220,15 @@ def own_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def write_config(folder: Path, rows: int, variant: str, s3_url: str) -> Path:
+def write_config(folder: Path, rows: int, variant: str, s3_url: str, recipient: str) -> Path:
     storage = f"storage: '{(folder / 'local').as_uri()}'"
     if variant.startswith("s3"):
-        part = "16MiB" if variant == "s3-16" else "32MiB"
-        s3 = f"{{endpoint_url: '{s3_url}', region: us-east-1, part_size: {part}}}"
+        s3 = f"{{endpoint_url: '{s3_url}', region: us-east-1}}"
         storage = f"storage: 's3://vigil-bench/{variant}'\n  s3: {s3}"
+    if variant.endswith("-age"):
+        storage += f"\n  encrypt: {{recipients: ['{recipient}']}}"
+    if variant.endswith("-gzip"):
+        storage += "\n  compression: 'gzip:1'"
     path = folder / f"{variant}.yaml"
     path.write_text(
         f"store: {{url: 'sqlite:///{folder / 'vigil.db'}'}}\n"
@@ -258,42 +292,44 @@ def child_env(api_url: str) -> dict[str, str]:
 
 
 def report(rows: int, runs: dict[str, list[dict[str, float]]], db_size: int) -> None:
-    best = {v: min(runs[v], key=lambda r: r["seconds"]) for v in runs}
-    bare = best["pg_dump"]["seconds"]
-    dump = best["pg_dump"]["size"]
-    print(f"\n{rows:,} rows, database {db_size / MB:,.0f} MB, dump {dump / MB:,.0f} MB")
+    """Medians of the rounds (the machine is shared), with every round shown."""
+    middle = {v: {k: statistics.median(r[k] for r in runs[v]) for k in runs[v][0]} for v in runs}
+    bare = middle["pg_dump"]["seconds"]
+    dump = middle["pg_dump"]["size"]
+    print(f"\n{rows:,} rows, database {db_size / MB:,.0f} MB, -Z1 dump {dump / MB:,.0f} MB")
     print(
-        f"best of {len(runs['pg_dump'])} round(s); every round: "
+        f"medians of {len(runs['pg_dump'])} round(s); every round: "
         + "; ".join(f"{v} " + " ".join(f"{r['seconds']:.1f}s" for r in runs[v]) for v in runs)
     )
-    heads = ("variant", "time", "ratio", "process", "dump MB/s", "DB MB/s", "peak RSS")
-    print("{:<9} {:>8} {:>6} {:>8} {:>10} {:>8} {:>9}".format(*heads))
-    for variant, figures in best.items():
+    heads = ("variant", "time", "ratio", "process", "archive", "DB MB/s", "peak RSS")
+    print("{:<13} {:>8} {:>6} {:>8} {:>9} {:>8} {:>9}".format(*heads))
+    for variant, figures in middle.items():
         seconds = figures["seconds"]
-        speeds = (
-            ("", "")
-            if variant == "empty"
-            else (
-                f"{figures['size'] / MB / seconds:.1f}",
-                f"{db_size / MB / seconds:.1f}",
-            )
-        )
+        size = "" if variant == "empty" else f"{figures['size'] / MB:.0f} MB"
+        speed = "" if variant == "empty" else f"{db_size / MB / seconds:.1f}"
         print(
-            f"{variant:<9} {seconds:>7.1f}s {seconds / bare:>6.2f} {figures['process']:>7.1f}s "
-            f"{speeds[0]:>10} {speeds[1]:>8} {figures['peak_mb']:>6.0f} MB"
+            f"{variant:<13} {seconds:>7.1f}s {seconds / bare:>6.2f} {figures['process']:>7.1f}s "
+            f"{size:>9} {speed:>8} {figures['peak_mb']:>6.0f} MB"
         )
-    local = best["local"]["seconds"] / bare
-    peak = max(best[v]["peak_mb"] for v in ("local", "s3"))  # at the default part_size
+    local = middle["local-age"]["seconds"] / bare
+    s3 = middle["s3-age"]["seconds"] / bare
+    peak = max(middle[v]["peak_mb"] for v in FLOW_VARIANTS)
+    smaller = middle["local-age"]["size"] < dump
     print(
-        f"targets: local ratio {local:.2f} (<= 1.15: {'met' if local <= 1.15 else 'MISSED'}), "
-        f"vigil peak {peak:.0f} MB (< 200 MB: {'met' if peak < 200 else 'MISSED'})"
+        f"targets: sealed zstd to a folder {local:.2f} (<= 0.7: {_met(local <= 0.7)}), to S3 "
+        f"{s3:.2f} (<= 0.8: {_met(s3 <= 0.8)}), vigil peak {peak:.0f} MB (< 200 MB: "
+        f"{_met(peak < 200)}), archive {middle['local-age']['size'] / MB:.0f} MB vs -Z1 "
+        f"{dump / MB:.0f} MB ({_met(smaller)})"
     )
-    fixed = best["empty"]["seconds"]
+    fixed = middle["empty"]["seconds"]
     print(
         f"Prefect's fixed cost per flow run here is {fixed:.1f}s (the empty flow); without it "
-        f"the local backup takes {best['local']['seconds'] - fixed:.1f}s, "
-        f"ratio {(best['local']['seconds'] - fixed) / bare:.2f}"
+        f"the sealed local backup takes {middle['local-age']['seconds'] - fixed:.1f}s"
     )
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
 
 
 def main() -> None:
@@ -301,12 +337,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=4_000_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child)
         return
+    import pyrage
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
@@ -320,13 +357,17 @@ def main() -> None:
     try:
         with prefect_test_harness(server_startup_timeout=120):
             env = child_env(str(PREFECT_API_URL.value()))
-            configs = {v: write_config(folder, args.rows, v, s3_url) for v in FLOW_VARIANTS}
+            recipient = str(pyrage.x25519.Identity.generate().to_public())
+            configs = {
+                v: write_config(folder, args.rows, v, s3_url, recipient) for v in FLOW_VARIANTS
+            }
+            print(pg_dump_zstd_available(args.rows), flush=True)
             open_store(f"sqlite:///{folder / 'vigil.db'}").close()  # migrated before any timing
             run_pg_dump(args.rows, folder, env)  # warm the cache; every variant then reads it warm
             for round_number in range(1, args.rounds + 1):
                 for variant in VARIANTS:
-                    if variant == "pg_dump":
-                        figures = run_pg_dump(args.rows, folder, env)
+                    if variant in BARE_VARIANTS:
+                        figures = run_pg_dump(args.rows, folder, env, variant)
                     else:
                         figures = run_flow(configs.get(variant, Path("empty")), env)
                     runs[variant].append(figures)
@@ -335,11 +376,6 @@ def main() -> None:
         moto.kill()
         shutil.rmtree(folder, ignore_errors=True)
     report(args.rows, runs, db_size)
-    print(
-        "(medians: "
-        + ", ".join(f"{v} {statistics.median(r['seconds'] for r in runs[v]):.1f}s" for v in runs)
-        + ")"
-    )
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@
 On the backup benchmark's database `vigil_bench_<rows>` (built once from
 /work/shared/bench-data.sql by `benchmarks.backup.ensure_database` and reused: uuids, hashes,
 timestamps, jsonb, so it compresses like production data), backed up once by the
-`daily-backup` flow into a local folder, this times in one run, alternating, `--rounds`
+`daily-backup` flow into a local folder with the defaults (zstd) and sealed with age for
+a key made here (`--plain`: not sealed), this times in one run, alternating, `--rounds`
 times each:
 
-- bare: `createdb`, `pg_restore --jobs N` of the same archive into it, `count(*)` of every
-  table, `dropdb` — the least a person would do to call a backup restorable;
-- vigil: the `weekly-restore-test` flow for that database — fetch and SHA-256, scratch
+- bare: `createdb`, `pg_restore --jobs N` of the same archive, uncompressed on disk
+  (unsealed and decompressed once beforehand, not timed), `count(*)` of every table,
+  `dropdb` — the least a person would do to call a backup restorable;
+- vigil: the `weekly-restore-test` flow for that database — fetch, SHA-256 of the sealed
+  object, unsealing and decompressing into the archive file as it arrives, scratch
   database, the same pg_restore, exact counts with the recovery point, indexes, constraints,
   fingerprint, amcheck on every B-tree index (work the bare side does not do), record,
   artifact, drop, and Prefect's own cost of a flow run;
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -103,12 +107,22 @@ def vigil(config: Path, name: str) -> float:
     return elapsed
 
 
-def write_config(folder: Path, name: str, url: str, jobs: int) -> Path:
+def write_config(folder: Path, name: str, url: str, jobs: int, sealed: bool = True) -> Path:
+    import pyrage
+
+    identity = pyrage.x25519.Identity.generate()
+    key = folder / "key.txt"
+    key.write_text(f"{identity}\n")
+    backup: dict[str, Any] = {"storage": (folder / "backups").as_uri()}
+    settings: dict[str, Any] = {"scratch_url": SERVER, "jobs": jobs, "max_duration": "30m"}
+    if sealed:
+        backup["encrypt"] = {"recipients": [str(identity.to_public())]}
+        settings["identity"] = str(key)
     body = {
         "store": {"url": f"sqlite:///{folder / 'vigil.db'}"},
         "databases": [{"name": name, "url": url}],
-        "backup": {"storage": (folder / "backups").as_uri()},
-        "restore_test": {"scratch_url": SERVER, "jobs": jobs, "max_duration": "30m"},
+        "backup": backup,
+        "restore_test": settings,
     }
     path = folder / "vigil.yaml"
     path.write_text(yaml.safe_dump(body, sort_keys=False))
@@ -123,11 +137,15 @@ def measure(args: argparse.Namespace) -> None:
     url, name = database_url(args.rows), "bench"
     print(f"database {url.rsplit('/', 1)[1]}: {database_size(args.rows) / 1e6:,.0f} MB")
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as folder:
-        config = write_config(Path(folder), name, url, args.jobs)
+        config = write_config(Path(folder), name, url, args.jobs, not getattr(args, "plain", False))
         state: Any = daily_backup(config_path=str(config), return_state=True)
         assert state.is_completed(), state.message
-        [archive] = (Path(folder) / "backups" / name).glob("*.dump")
-        print(f"archive {archive.stat().st_size / 1e6:,.0f} MB; jobs {args.jobs}")
+        [stored] = (Path(folder) / "backups" / name).glob("*.dump")
+        archive = plain_archive(Path(folder), stored)
+        print(
+            f"stored {stored.stat().st_size / 1e6:,.0f} MB, uncompressed archive "
+            f"{archive.stat().st_size / 1e6:,.0f} MB; jobs {args.jobs}"
+        )
         times = alternate(
             {
                 "bare": lambda: bare(SERVER, archive, args.jobs),
@@ -140,6 +158,27 @@ def measure(args: argparse.Namespace) -> None:
         f"best: bare pg_restore + count(*) {best_bare:.2f}s, vigil restore test "
         f"{best_vigil:.2f}s, ratio {best_vigil / best_bare:.2f} (target <= 1.2)"
     )
+
+
+def plain_archive(folder: Path, stored: Path) -> Path:
+    """The stored archive unsealed and decompressed once, as the bare side's input."""
+    from tasks.codec import decode
+    from vigil.backup.sealing import load_identities
+
+    manifest = json.loads(
+        stored.with_name(stored.name.replace(".dump", ".manifest.json")).read_text()
+    )
+    keys = load_identities(str(folder / "key.txt"), "benchmark").keys
+    archive = folder / "plain.dump"
+
+    def chunks() -> Iterator[bytes]:
+        with open(stored, "rb") as source:
+            while chunk := source.read(1 << 20):
+                yield chunk
+
+    with open(archive, "wb") as out:
+        decode(chunks(), manifest["dump"].get("encoding") or [], keys, out.write)
+    return archive
 
 
 def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
@@ -161,6 +200,7 @@ def run_main(measure: Callable[[argparse.Namespace], None], description: str) ->
     parser.add_argument("--rows", type=int, default=500_000, help="rows of bench-data.sql")
     parser.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs for both")
     parser.add_argument("--rounds", type=int, default=2, help="alternating timings of each")
+    parser.add_argument("--plain", action="store_true", help="restore_test: an unsealed backup")
     args = parser.parse_args()
     if os.environ.get("PREFECT_API_URL"):
         measure(args)

@@ -24,6 +24,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from tasks.codec import layers, seal_bytes
 from tasks.globals import roles_needed, save_globals
 from tasks.notify import notify
 from tasks.pgdump import Dumped, dump, read_stored
@@ -53,6 +54,7 @@ from vigil.backup.identity import (
 )
 from vigil.backup.manifest import StoredFile, build_manifest
 from vigil.backup.outcome import BackupOutcome, alerts_for, run_state
+from vigil.backup.sealing import Identities, SealError, load_identities
 from vigil.backup.verification import ReadBack, Verification, verify
 from vigil.config import Config, Database, load_config
 from vigil.durations import format_duration, format_size
@@ -124,7 +126,7 @@ def make_backup(
         store, backup=name, database=database.name, created_at=created, flow_run_id=flow_run_id()
     )
     try:
-        manifest = write_backup(config, storage, database, name, created)
+        manifest, sealed_toc = write_backup(config, storage, database, name, created)
     except Exception as exc:
         result.error = failure_text(exc)
         result.seconds = time.monotonic() - started
@@ -157,15 +159,16 @@ def make_backup(
         duration_s=result.seconds,
     )
     log.info(
-        "%s: dumped %s (%s, %s rows) to %s in %s",
+        "%s: dumped %s (%s, %s rows%s) to %s in %s",
         database.name,
         name,
         format_size(result.size_bytes or 0),
         result.rows,
+        sealed_note(dumped),
         result.location,
         format_duration(result.seconds or 0),
     )
-    result.verification = check_backup(config, store, storage, database, manifest)
+    result.verification = check_backup(config, store, storage, database, manifest, sealed_toc)
     if result.verified:
         prune_after(config, store, storage, database, result)
     return result
@@ -173,13 +176,16 @@ def make_backup(
 
 def write_backup(
     config: Config, storage: Storage, database: Database, name: str, created: datetime
-) -> dict[str, Any]:
-    """Snapshot, dump, config archive, then the manifest last; returns the manifest."""
+) -> tuple[dict[str, Any], str | None]:
+    """Snapshot, dump, config archive, then the manifest last; returns the manifest (and
+    the table of contents listed while sealing, for verifying on a host without keys)."""
     keys = Keys.of(name)
+    recipients = config.backup.encrypt.recipients if config.backup.encrypt else []
+    compression = config.backup.compression
     with take_snapshot(database) as held:
         held.start_counting()
         needed = roles_needed(held.connection)
-        dumped: Dumped = dump(database, held.facts, config.backup.compression, storage, keys.dump)
+        dumped: Dumped = dump(database, held.facts, compression, storage, keys.dump, recipients)
         facts = held.counted()
     archive, unreadable = archive_configs(config, storage, keys)
     server = save_globals(storage, database, keys.globals, needed)
@@ -188,34 +194,53 @@ def write_backup(
         database=database.name,
         facts=facts,
         dump=dumped.file,
-        compression=config.backup.compression,
+        compression=compression,
         pg_dump_version=dumped.pg_dump_version,
         config_archive=archive,
         config_files=config.backup.config_files,
         unreadable=unreadable,
         started_at=created,
         dump_seconds=dumped.seconds,
+        encoding=layers(compression, recipients),
+        archive_bytes=dumped.archive_bytes,
+        sealed_for=recipients,
     )
     manifest["globals"] = server
     store_object(storage, keys.manifest, json.dumps(manifest, indent=1).encode())
-    return manifest
+    return manifest, dumped.sealed_toc
 
 
 def archive_configs(
     config: Config, storage: Storage, keys: Keys
 ) -> tuple[StoredFile | None, list[str]]:
+    """The config files as one tarball, sealed like the dump when backups are sealed."""
     if not config.backup.config_files:
         return None, []
     data, unreadable = config_archive(config.backup.config_files)
+    if config.backup.encrypt:
+        data = seal_bytes(data, config.backup.encrypt.recipients)
     return store_object(storage, keys.config_archive, data), unreadable
 
 
 def check_backup(
-    config: Config, store: Store, storage: Storage, database: Database, manifest: dict[str, Any]
+    config: Config,
+    store: Store,
+    storage: Storage,
+    database: Database,
+    manifest: dict[str, Any],
+    sealed_toc: str | None = None,
 ) -> Verification:
-    """Read the backup back from storage and judge it; the verdict is recorded either way."""
+    """Read the backup back from storage and judge it; the verdict is recorded either way.
+    A sealed backup is unsealed in passing when the restore test's identity is readable
+    here; else its checksum is proven and its contents are those listed while sealing."""
     try:
-        observed = read_stored(storage, Keys.of(manifest["backup_id"]))
+        observed = read_stored(
+            storage,
+            Keys.of(manifest["backup_id"]),
+            manifest["dump"],
+            verifying_identities(config),
+            sealed_toc,
+        )
     except (BackupError, StorageError) as exc:
         observed = ReadBack(exists=False, error=f"unreadable: {exc}")
     created = datetime.fromisoformat(manifest["created_at"])
@@ -238,6 +263,25 @@ def check_backup(
             "backup %s verified: %s", verification.backup_id, verification.summary()
         )
     return verification
+
+
+def sealed_note(dumped: dict[str, Any]) -> str:
+    """How the dump is stored, for the run's log: `, zstd:1, sealed for age1...`."""
+    codec = f", {dumped['codec']}" if dumped.get("codec") else ""
+    sealed = dumped.get("recipients") or []
+    return codec + (f", sealed for {', '.join(sealed)}" if sealed else "")
+
+
+def verifying_identities(config: Config) -> Identities | None:
+    """The restore test's identity, when this host can read it (a backup host that holds
+    only the public keys cannot, and needs not)."""
+    if not config.backup.encrypt or not config.restore_test.identity:
+        return None
+    try:
+        return load_identities(config.restore_test.identity, "restore_test.identity")
+    except SealError as exc:
+        get_run_logger().info("sealed backups are verified without unsealing here: %s", exc)
+        return None
 
 
 def prune_after(

@@ -145,7 +145,12 @@ def recover(
     assert recovery.entry is not None
     started = time.monotonic()
     fetched = engine.fetch(
-        storage, recovery.entry.id, folder, expected_sha256=recovery.entry.sha256
+        storage,
+        recovery.entry.id,
+        folder,
+        expected_sha256=recovery.entry.sha256,
+        identity=config.drill.identity,
+        setting="drill.identity",
     )
     recovery.snapshot_at = datetime.fromisoformat(fetched.manifest["snapshot"]["taken_at"])
     name = drill.drill_name(recovery.database, datetime.now(UTC))

@@ -53,9 +53,19 @@ def pick_backup(store: Store, database: str, backup_id: str | None) -> CatalogEn
 
 
 @task(name="fetch backup", task_run_name="fetch {entry.id}", cache_policy=NO_CACHE)
-def fetch_backup(storage: Storage, entry: CatalogEntry, folder: Path) -> recovery.Fetched:
-    """Download and prove the SHA-256 before anything else touches the archive."""
-    return recovery.fetch(storage, entry.id, folder, expected_sha256=entry.sha256)
+def fetch_backup(
+    storage: Storage, entry: CatalogEntry, folder: Path, identity: str | None = None
+) -> recovery.Fetched:
+    """Download and prove the SHA-256 before anything else touches the archive (unsealed
+    with `restore_test.identity` when it is sealed)."""
+    return recovery.fetch(
+        storage,
+        entry.id,
+        folder,
+        expected_sha256=entry.sha256,
+        identity=identity,
+        setting="restore_test.identity",
+    )
 
 
 @task(name="restore into scratch", task_run_name="restore into {name}", cache_policy=NO_CACHE)
@@ -190,7 +200,7 @@ def run_test(
     entry = pick_backup(store, result.database, backup_id)
     result.backup_id, result.backup_created_at = entry.id, entry.created_at
     with scratch.workdir(rt.workdir_prefix(result.database)) as folder:
-        fetched = fetch_backup(storage, entry, folder)
+        fetched = fetch_backup(storage, entry, folder, settings.identity)
         result.fetch_s = fetched.seconds
         log = get_run_logger()
         log.info(

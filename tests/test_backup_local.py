@@ -71,8 +71,12 @@ def test_backup_to_a_folder_is_complete_verified_and_announced(
     assert manifest["server_version_num"] >= 150000 and manifest["database_size"] > 0
     assert manifest["config_archive"]["files"] == [str(tmp_path / "vigil.yaml")]
 
+    # zstd by default, outside pg_dump: the plain zstd and pg_restore read it.
+    assert (manifest["dump"]["codec"], manifest["dump"]["encoding"]) == ("zstd:1", ["zstd"])
+    assert manifest["dump"]["compression"] == 0 and manifest["dump"]["archive_bytes"] > len(dump)
     listing = subprocess.run(
-        ["pg_restore", "--list", str(folder / "main" / f"{record.id}.dump")],
+        f"zstd -dc {folder / 'main' / f'{record.id}.dump'} | pg_restore --list",
+        shell=True,
         capture_output=True,
         text=True,
         check=True,
@@ -85,6 +89,7 @@ def test_backup_to_a_folder_is_complete_verified_and_announced(
     details = check.verification_details["checks"]
     names = [c["name"] for c in details]
     assert {"checksum", "size", "critical_table users", "min_rows users", "max_age"} <= set(names)
+    assert "archive_decodes" in names
     assert check.checks_passed == len(names)
     checksum = next(c for c in details if c["name"] == "checksum")
     assert checksum["expected"] == checksum["observed"] == record.sha256

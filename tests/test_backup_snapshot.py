@@ -13,7 +13,7 @@ from tasks.snapshot import open_snapshot
 from tasks.storage import LocalStorage
 from tests.backup_helpers import EXPECTED, counts, fresh_database, seed
 from vigil.backup.identity import Keys
-from vigil.config import Database
+from vigil.config import Compression, Database
 
 
 def test_writes_after_the_snapshot_are_in_neither_the_counts_nor_the_dump(
@@ -33,7 +33,7 @@ def test_writes_after_the_snapshot_are_in_neither_the_counts_nor_the_dump(
             other.execute("DELETE FROM audit.events WHERE id <= 100")
         later = held.connection.execute("SELECT count(*) FROM users").fetchone()
         assert later == (40,), "the snapshot's transaction must not see later writes"
-        dump_database(database, held.facts, 1, storage, keys.dump)
+        dump_database(database, held.facts, Compression(codec="gzip"), storage, keys.dump)
         facts = held.counted()
 
     assert {t.name: t.rows for t in facts.tables} == EXPECTED

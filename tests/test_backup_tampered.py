@@ -32,7 +32,7 @@ def verify_stored(config: Path, backup: str) -> Verification:
     keys = Keys.of(backup)
     manifest = json.loads(b"".join(storage.read(keys.manifest)))
     database = loaded.databases[0]
-    observed = read_back(storage, keys)
+    observed = read_back(storage, keys, manifest["dump"])
     return verify(
         manifest,
         observed,

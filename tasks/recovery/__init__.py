@@ -155,6 +155,7 @@ def recover(
     amcheck: bool = True,
     checks: Sequence[SqlCheck] = (),
     workdir: Path | None = None,
+    identity: str | None = None,
 ) -> RecoveryReport:
     """Fetch (checksum first), pg_restore into the target, and judge the copy with the
     restore test's comparison; RestoreRefused when going ahead could harm or mislead."""
@@ -162,7 +163,9 @@ def recover(
     created = ensure_target(target_url)
     allowed = check_target(target_url, clean=clean, jobs=jobs)
     with tempfile.TemporaryDirectory(prefix="vigil-restore-", dir=workdir) as folder:
-        fetched = fetch(storage, backup, Path(folder), expected_sha256=expected_sha256)
+        fetched = fetch(
+            storage, backup, Path(folder), expected_sha256=expected_sha256, identity=identity
+        )
         if owners:
             missing = missing_roles(fetched.manifest, target_roles(target_url))
             if missing:

@@ -2,10 +2,14 @@
 size are proven against the manifest (and the catalog) before anything else touches it.
 
 The stored bytes are hashed as they arrive and written through `decoder_for(dump)` to the
-local file pg_restore reads: today every archive is stored as pg_dump wrote it (the
-identity), and a stored encoding (compression, encryption) slots in there, named by the
-manifest's `dump` entry, without changing what is proven: the checksum is always of the
-object as stored.
+local file pg_restore reads: the layers the manifest's `dump.encoding` names (zstd, age:
+tasks.codec) are undone in the same pass, so the archive is downloaded once and never held
+in memory. The checksum is always of the object as stored (the sealed bytes), and the
+decoded file stays `.partial` until it matches: a tampered object is refused before
+pg_restore ever runs, and when it also fails to decode, the checksum is what is reported.
+A sealed backup without an identity that answers to its recipients is refused before
+anything is downloaded. pg_restore gets a file, not a pipe: `--jobs` needs to seek, and a
+pipe would start restoring before the checksum is proven.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.codec import CodecError, check_layers, decode
 from tasks.storage import Storage, StorageError, read_bytes
 from vigil.backup.identity import BackupError, Keys
 from vigil.backup.manifest import check_manifest
+from vigil.backup.sealing import Identities, maybe_identities, require_opener, sealed_for
 
-Decoder = Callable[[Iterable[bytes]], Iterator[bytes]]
+# Decodes stored chunks into `write`; returns the archive's size.
+Decoder = Callable[[Iterable[bytes], Callable[[bytes | memoryview], object]], int]
 
 
 class RecoveryError(BackupError):
@@ -63,10 +70,18 @@ def load_manifest(storage: Storage, backup: str) -> dict[str, Any]:
 
 
 def fetch(
-    storage: Storage, backup: str, folder: Path, *, expected_sha256: str | None = None
+    storage: Storage,
+    backup: str,
+    folder: Path,
+    *,
+    expected_sha256: str | None = None,
+    identity: str | None = None,
+    setting: str = "--identity",
 ) -> Fetched:
     """The manifest, then the archive into `folder`, proven whole; RestoreRefused when the
-    catalog (`expected_sha256`), the manifest and the stored object disagree."""
+    catalog (`expected_sha256`), the manifest and the stored object disagree. A sealed
+    backup is opened with the age identity at `identity` (a path or env:NAME, read only
+    for a sealed backup; `setting` names where it was configured)."""
     started = time.monotonic()
     manifest = load_manifest(storage, backup)
     dump = manifest["dump"]
@@ -75,30 +90,44 @@ def fetch(
             f"{backup}: checksum mismatch: the catalog records sha256 {expected_sha256}, the "
             f"manifest {dump['sha256']}; the manifest was altered, not restoring"
         )
+    try:
+        sealed = sealed_for(dump)
+        identities = maybe_identities(identity, setting) if sealed else None
+        require_opener(sealed, identities, backup, setting)
+        decoder = decoder_for(dump, identities)
+    except BackupError as exc:
+        raise RecoveryError(str(exc)) from None
     archive = folder / "backup.dump"
-    sha256, size = write_verified(storage.read(dump["key"]), decoder_for(dump), archive)
+    sha256, size, problem = write_verified(storage.read(dump["key"]), decoder, archive)
     if (sha256, size) != (dump["sha256"], int(dump["size_bytes"])):
         raise RestoreRefused(
             f"{backup}: checksum mismatch: the stored archive does not match its manifest "
             f"(sha256 {sha256}, {size:,} bytes; the manifest says {dump['sha256']}, "
             f"{int(dump['size_bytes']):,} bytes): it is corrupted or truncated, not restoring"
         )
+    if problem:
+        raise RecoveryError(f"{backup}: {problem}; not restoring")
     return Fetched(manifest, archive, time.monotonic() - started)
 
 
-def decoder_for(dump: dict[str, Any]) -> Decoder:
-    """How the stored bytes become the archive pg_restore reads (the identity today)."""
-    encoding = dump.get("encoding")
-    if encoding not in (None, "none"):
-        raise RecoveryError(
-            f"the archive is stored with encoding {encoding!r}, which this vigil cannot read"
-        )
-    return iter
+def decoder_for(dump: dict[str, Any], identities: Identities | None = None) -> Decoder:
+    """How the stored bytes become the archive pg_restore reads: the layers the manifest
+    names undone (none for a backup from before vigil encoded its own: gzip inside)."""
+    encoding = check_layers(dump.get("encoding"))
+    keys = identities.keys if identities else ()
+
+    def decoder(chunks: Iterable[bytes], write: Callable[[bytes | memoryview], object]) -> int:
+        return decode(chunks, encoding, keys, write)
+
+    return decoder
 
 
-def write_verified(chunks: Iterable[bytes], decode: Decoder, path: Path) -> tuple[str, int]:
+def write_verified(
+    chunks: Iterable[bytes], decode_into: Decoder, path: Path
+) -> tuple[str, int, str | None]:
     """Hash the stored bytes as they pass and write them, decoded, to `path` (complete only
-    on success); returns (sha256, size) of what was stored."""
+    on success); returns (sha256, size) of what was stored, and why it did not decode
+    (after hashing all of it, so a damaged object is reported by its checksum)."""
     digest = hashlib.sha256()
     size = 0
 
@@ -109,16 +138,24 @@ def write_verified(chunks: Iterable[bytes], decode: Decoder, path: Path) -> tupl
             size += len(chunk)
             yield chunk
 
+    stream = hashed()
     partial = path.with_name(path.name + ".partial")
+    problem = None
     try:
         with open(partial, "wb") as out:
-            for piece in decode(hashed()):
-                out.write(piece)
+            decode_into(stream, out.write)
+    except CodecError as exc:
+        problem = str(exc)
+        for _ in stream:
+            pass
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise RecoveryError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    if problem:
+        partial.unlink(missing_ok=True)
+        return digest.hexdigest(), size, problem
     partial.replace(path)
-    return digest.hexdigest(), size
+    return digest.hexdigest(), size, None

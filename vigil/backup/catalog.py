@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from vigil.backup.globals import globals_summary
 from vigil.backup.identity import FAILED, RUNNING, SUCCEEDED
 from vigil.backup.retention import Candidate
+from vigil.backup.sealing import sealed_for
 from vigil.backup.verification import Verification
 from vigil.store import Backup, BackupDeletion, BackupVerification, Store
 
@@ -30,9 +31,15 @@ class CatalogEntry:
     duration_s: float | None = None
     error: str | None = None
     globals: str = ""  # what the backup saved of the server's roles (`globals_summary`)
+    # The age recipients the backup was sealed for (from its manifest); empty: not sealed.
+    sealed_for: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "created_at": self.created_at.isoformat()}
+        return {
+            **asdict(self),
+            "created_at": self.created_at.isoformat(),
+            "sealed_for": list(self.sealed_for),
+        }
 
 
 def catalog(store: Store, database: str | None = None) -> list[CatalogEntry]:
@@ -56,6 +63,7 @@ def catalog(store: Store, database: str | None = None) -> list[CatalogEntry]:
                 duration_s=b.duration_s,
                 error=b.error,
                 globals=globals_summary(b.manifest) if b.status == "succeeded" else "",
+                sealed_for=tuple(sealed_for((b.manifest or {}).get("dump"))),
             )
             for b in session.scalars(query)
         ]

@@ -33,15 +33,22 @@ def build_manifest(
     database: str,
     facts: SnapshotFacts,
     dump: StoredFile,
-    compression: int,
+    compression: Any,
     pg_dump_version: str,
     config_archive: StoredFile | None,
     config_files: Sequence[str],
     unreadable: Sequence[str],
     started_at: datetime,
     dump_seconds: float,
+    encoding: Sequence[str] = (),
+    archive_bytes: int | None = None,
+    sealed_for: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Everything a restore needs to check itself against, as JSON-ready data."""
+    """Everything a restore needs to check itself against, as JSON-ready data.
+
+    `compression` is the `backup.compression` setting (an int is pg_dump's gzip level, as
+    before); `encoding` the layers vigil applied over pg_dump's bytes (tasks.codec), and
+    `sealed_for` the age recipients of a sealed backup (its config archive is sealed too)."""
     return {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
@@ -66,14 +73,42 @@ def build_manifest(
         "sequences": {name: dict(value) for name, value in facts.sequences.items()},
         "contents": contents_json(facts.contents),
         "partitions": {parent: list(children) for parent, children in facts.partitions.items()},
-        "dump": {"format": "custom", "compression": compression, **asdict(dump)},
+        "dump": {
+            **_dump_encoding(compression, encoding, archive_bytes, sealed_for),
+            **asdict(dump),
+        },
         "config_archive": (
-            {**asdict(config_archive), "files": list(config_files), "unreadable": list(unreadable)}
+            {
+                **asdict(config_archive),
+                "files": list(config_files),
+                "unreadable": list(unreadable),
+                **({"encoding": ["age"], "recipients": list(sealed_for)} if sealed_for else {}),
+            }
             if config_archive
             else None
         ),
         "timings": {"dump_s": round(dump_seconds, 3)},
     }
+
+
+def _dump_encoding(
+    compression: Any, encoding: Sequence[str], archive_bytes: int | None, sealed: Sequence[str]
+) -> dict[str, Any]:
+    """How the dump is stored: pg_dump's own `compression` level (0 unless gzip), the codec,
+    the layers over pg_dump's bytes, the archive's own size, and whom it is sealed for."""
+    if isinstance(compression, int):
+        return {"format": "custom", "compression": compression}
+    entry: dict[str, Any] = {
+        "format": "custom",
+        "compression": compression.pg_dump_level,
+        "codec": compression.label,
+        "encoding": list(encoding),
+    }
+    if archive_bytes is not None:
+        entry["archive_bytes"] = archive_bytes
+    if sealed:
+        entry["recipients"] = list(sealed)
+    return entry
 
 
 def check_manifest(document: Any, backup: str) -> dict[str, Any]:

@@ -49,6 +49,8 @@ class ReadBack:
     config_archive_size: int | None = None
     error: str | None = None
     globals_size: int | None = None
+    # The archive's size after undoing vigil's encoding (zstd, age); None when not decoded.
+    decoded_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,11 +107,20 @@ def verify(
         _equal("checksum", dump["sha256"], observed.sha256),
         _min_size(observed.size_bytes, database.min_backup_size),
         _no_shrink(observed.size_bytes, previous_size),
+        *_decoded(dump, observed),
         *_contents(observed, database, manifest),
         *_min_rows(database, rows, manifest),
         _fresh(now - created, max_age),
     ]
     return Verification(manifest["backup_id"], now, created, observed.size_bytes, tuple(checks))
+
+
+def _decoded(dump: dict[str, Any], observed: ReadBack) -> list[VerificationCheck]:
+    """An encoded archive (zstd, age) decodes to the size pg_dump wrote; shown only when it
+    was decoded here (a sealed backup on a host without its identity is not)."""
+    if not dump.get("encoding") or "archive_bytes" not in dump or observed.decoded_bytes is None:
+        return []
+    return [_equal("archive_decodes", dump["archive_bytes"], observed.decoded_bytes)]
 
 
 def _seen(size: int | None) -> str:

@@ -34,6 +34,16 @@ DatabaseOption = Annotated[
     typer.Option("--database", "-d", help="Only this database (a name under `databases:`)."),
 ]
 
+IdentityOption = Annotated[
+    str | None,
+    typer.Option(
+        "--identity",
+        "-i",
+        help="The age identity that opens a sealed backup: a key file (as `age -i` reads) "
+        "or env:NAME (default: restore_test.identity).",
+    ),
+]
+
 backups_app = typer.Typer(
     help="The backup catalog: what exists, where, and whether it was verified."
 )
@@ -84,8 +94,9 @@ def backups_command(
     loaded = config_for(config)
     with open_store(loaded.store.url) as store:
         entries = [e for e in catalog(store, database) if show_all or not e.deleted]
+    warnings = _unopenable(loaded, entries)
     if json_output:
-        print_json([e.as_json() for e in entries])
+        print_json([{**e.as_json(), "warning": warnings.get(e.id)} for e in entries])
         return
     if not entries:
         out.print("no backups on record (run `vigil backup`)", markup=False)
@@ -94,13 +105,42 @@ def backups_command(
         size = format_size(e.size_bytes) if e.size_bytes is not None else "-"
         status = "deleted" if e.deleted else e.status
         verified = "verified" if e.verified else "NOT verified"
+        sealed = f" sealed for {', '.join(e.sealed_for)}" if e.sealed_for else ""
         out.print(
             f"{e.id:<36} {e.created_at:%Y-%m-%d %H:%M:%S} {size:>9} {status:<9} {verified:<12} "
-            f"{(e.sha256 or '-')[:16]} {e.location or e.error or ''}",
+            f"{(e.sha256 or '-')[:16]} {e.location or e.error or ''}{sealed}",
             markup=False,
         )
         if e.globals:
             out.print(f"{'':<37}{e.globals}", markup=False)
+    for backup, warning in warnings.items():
+        err.print(f"warning: {backup}: {warning}", markup=False)
+
+
+def _unopenable(config: Config, entries: list[Any]) -> dict[str, str]:
+    """Backups (not deleted) that no identity at hand can open: judged by the configured
+    identities (restore_test.identity, drill.identity) where readable here, else by the
+    current recipient list (a backup sealed only for rotated-out keys)."""
+    from vigil.backup.sealing import Identities, SealError, load_identities, unopenable
+
+    found = []
+    for source, setting in (
+        (config.restore_test.identity, "restore_test.identity"),
+        (config.drill.identity, "drill.identity"),
+    ):
+        if source:
+            try:
+                found.append(load_identities(source, setting))
+            except SealError as exc:
+                err.print(f"warning: {exc}", markup=False)
+    identities = Identities.joined(found)
+    current = config.backup.encrypt.recipients if config.backup.encrypt else []
+    warnings = {}
+    for e in entries:
+        why = "" if e.deleted else unopenable(e.sealed_for, identities, current)
+        if why:
+            warnings[e.id] = why
+    return warnings
 
 
 @backups_app.command("prune")
@@ -177,6 +217,7 @@ def restore_command(
         bool,
         typer.Option("--no-owner", help="Skip ownership and grants (roles missing on the target)."),
     ] = False,
+    identity: IdentityOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -216,6 +257,7 @@ def restore_command(
                 expected_sha256=record.sha256 if record else None,
                 in_catalog=record is not None,
                 amcheck=loaded.restore_test.amcheck,
+                identity=identity or loaded.restore_test.identity,
             )
     except RestoreRefused as exc:
         fail(f"refused: {exc}", 2 if exc.usage else 1)
