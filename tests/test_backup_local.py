@@ -105,6 +105,8 @@ def test_backup_to_a_folder_is_complete_verified_and_announced(
     listed = CliRunner().invoke(app, ["backups", "-c", str(config)])
     assert listed.exit_code == 0
     assert f"{record.id}" in listed.stdout and "succeeded verified" in listed.stdout
+    header = listed.stdout.splitlines()[0].split()
+    assert header[:2] == ["BACKUP", "CREATED"] and "LOCATION" in header, listed.stdout
 
 
 def test_backup_command_refuses_an_unknown_database(tmp_path: Path) -> None:

@@ -101,6 +101,8 @@ def backups_command(
     if not entries:
         out.print("no backups on record (run `vigil backup`)", markup=False)
         return
+    header = f"{'BACKUP':<36} {'CREATED (UTC)':<19} {'SIZE':>9} {'STATUS':<9} {'VERIFIED':<12} "
+    out.print(header + f"{'SHA-256':<16} LOCATION", markup=False)
     for e in entries:
         size = format_size(e.size_bytes) if e.size_bytes is not None else "-"
         status = "deleted" if e.deleted else e.status
