@@ -164,11 +164,16 @@ _CATALOGS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+# Catalogs only a superuser may read, and the public view that lists the same objects.
+_READABLE = {"pg_user_mapping": ("pg_user_mappings", "umid")}
+
+
 def _catalog_query(catalog: str, alias: str, definition: str, condition: str) -> str:
+    source, oid = _READABLE.get(catalog, (catalog, "oid"))
     return (
-        f"SELECT '{catalog}'::regclass AS classid, {alias}.oid AS objid, 0 AS subid, "
-        f"{definition} AS definition FROM {catalog} {alias} WHERE {alias}.oid >= "
-        f"{FIRST_USER_OID} AND {condition} AND NOT {_member(catalog, f'{alias}.oid')}"
+        f"SELECT '{catalog}'::regclass AS classid, {alias}.{oid} AS objid, 0 AS subid, "
+        f"{definition} AS definition FROM {source} {alias} WHERE {alias}.{oid} >= "
+        f"{FIRST_USER_OID} AND {condition} AND NOT {_member(catalog, f'{alias}.{oid}')}"
     )
 
 
@@ -277,6 +282,8 @@ _SEQUENCES = (
     "SELECT n.nspname, c.relname, q.seqincrement FROM pg_class c "
     "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_sequence q ON q.seqrelid = c.oid "
     f"WHERE c.relkind = 'S' AND {USER_SCHEMAS} AND NOT {_member('pg_class', 'c.oid')} "
+    # One the user may not read is left for pg_dump to refuse, naming it as it does.
+    "AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'SELECT') END "
     "ORDER BY 1, 2"
 )
 

@@ -150,7 +150,9 @@ def test_globals_without_passwords_for_a_user_who_cannot_read_them(
 
 def test_globals_missing_from_storage_fail_verification(tmp_path: Path, pg_database: str) -> None:
     seed(pg_database)
-    config = configure(tmp_path, pg_database, (tmp_path / "backups").as_uri())
+    config = configure(
+        tmp_path, pg_database, (tmp_path / "backups").as_uri(), backup={"compression": "gzip:1"}
+    )
     assert CliRunner().invoke(app, ["backup", "-c", str(config)]).exit_code == 0
     [record] = backups(tmp_path)
     keys = Keys.of(record.id)

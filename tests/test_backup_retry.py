@@ -75,7 +75,9 @@ def test_a_dump_killed_mid_upload_is_aborted_and_retried(
     client = s3_server.client()
     assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
-    assert sorted(keys) == [f"vigil/main/{record.id}.dump", f"vigil/main/{record.id}.manifest.json"]
+    assert sorted(keys) == [
+        f"vigil/main/{record.id}.{suffix}" for suffix in ("dump", "globals.sql", "manifest.json")
+    ]
     rows = {t["name"]: t["rows"] for t in record.manifest["tables"]}  # type: ignore[index]
     assert rows["public.bulk"] == 200_000
     assert summary["databases"][0]["verified"] is True

@@ -158,5 +158,6 @@ def test_storage_outage_mid_upload_fails_alerts_and_leaves_old_backups_alone(
     assert sorted(d.backup_id for d in deletions(tmp_path)) == sorted(OLD)
     assert stored_keys(own_s3, bucket) == [
         f"vigil/main/{good.id}.dump",
+        f"vigil/main/{good.id}.globals.sql",
         f"vigil/main/{good.id}.manifest.json",
     ]

@@ -65,7 +65,7 @@ def rich(
         source = with_database(pg_server_url, name)
         build(source)
         made = Setup(tmp_path_factory.mktemp("rich"), source, pg_server_url, s3_server, bucket)
-        made.database_settings = {
+        made.database = {
             "critical_tables": ["app.measurements", "app.sessions"],
             "min_rows": {"app.measurements": 2000, "app.by_kind": 90},
             "fingerprint_tables": FINGERPRINTED,
@@ -513,7 +513,7 @@ def folder_config(tmp_path: Path, source: str, folder: Path) -> Path:
                 "fingerprint_tables": ["app.accounts"],
             }
         ],
-        "backup": {"storage": folder.as_uri()},
+        "backup": {"storage": folder.as_uri(), "compression": "gzip:1"},
         "restore_test": {"amcheck": False},
     }
     return write_config(tmp_path, yaml.safe_dump(body, sort_keys=False))
