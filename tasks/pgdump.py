@@ -172,6 +172,7 @@ def read_back(
     contents the one listed while it was sealed (`sealed_toc`)."""
     manifest_size = storage.size(keys.manifest)
     archive_size = storage.size(keys.config_archive)
+    globals_size = storage.size(keys.globals)
     if storage.size(keys.dump) is None:
         return ReadBack(False, manifest_size=manifest_size, config_archive_size=archive_size)
     encoding = check_layers((dump or {}).get("encoding"))
@@ -199,7 +200,7 @@ def read_back(
             sealed_toc,
             problem,
             *sizes,
-            globals_size=storage.size(keys.globals),
+            globals_size=globals_size,
         )
     toc, problem, decoded = _list_decoded(storage, keys, hashed(), encoding, identities)
     return ReadBack(
@@ -211,7 +212,7 @@ def read_back(
         manifest_size,
         archive_size,
         decoded_bytes=decoded,
-        globals_size=storage.size(keys.globals),
+        globals_size=globals_size,
     )
 
 
