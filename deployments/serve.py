@@ -10,7 +10,7 @@ cancelled (CANCEL_NEW), because a newer sweep or backup supersedes a queued one.
 
 from __future__ import annotations
 
-import time
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -190,20 +190,33 @@ def name_scheduled_runs(names: list[str]) -> int:
     return renamed
 
 
-def _keep_naming(names: list[str], every: float = 30.0) -> None:
-    """`name_scheduled_runs` every `every` seconds for the life of the serving process."""
+def _keep_naming(
+    names: list[str], every: float = 30.0, stop: threading.Event | None = None
+) -> threading.Thread:
+    """`name_scheduled_runs` every `every` seconds for the life of the serving process
+    (or until `stop` is set).
+
+    The thread runs in a copy of this thread's context: Prefect keeps the API it talks to
+    in a context variable (`vigil.runtime.use_api`), and a bare thread starts with none, so
+    it fell back to a temporary server of its own (a new user's `./dev up` printed "Starting
+    temporary server" and a sqlite "database is locked" traceback every 30 s)."""
+    import contextvars
     import logging
-    import threading
+
+    stopped = stop or threading.Event()
 
     def loop() -> None:
-        while True:
+        while not stopped.is_set():
             try:
                 name_scheduled_runs(names)
             except Exception as exc:  # the API being briefly away must not stop serving
                 logging.getLogger("vigil.serve").warning("naming scheduled runs: %s", exc)
-            time.sleep(every)
+            stopped.wait(every)
 
-    threading.Thread(target=loop, name="vigil-run-names", daemon=True).start()
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(loop,), name="vigil-run-names", daemon=True)
+    thread.start()
+    return thread
 
 
 def serve(config: Config, config_path: str) -> None:

@@ -124,3 +124,60 @@ def test_scheduled_runs_carry_their_names_before_they_start(prefect_api: None) -
         assert client.read_flow_run(later.id).name == "sweep 2031-05-04 03:02:02", "unique"
         for each in (run, later):
             client.delete_flow_run(each.id)
+
+
+_NAMER = """
+import sys, threading
+from vigil.runtime import use_api
+use_api(sys.argv[1])
+from deployments.serve import _keep_naming
+_keep_naming(["uptime-sweep"], every=0.5)
+threading.Event().wait(float(sys.argv[2]))
+"""
+
+
+def test_the_naming_thread_talks_to_the_api_this_process_was_pointed_at(
+    prefect_api: None, tmp_path: Path
+) -> None:
+    """`vigil up` points Prefect at its server through a settings context
+    (vigil.runtime.use_api), which a bare thread does not see; the thread that names
+    scheduled runs must talk to that server, not start a temporary one of its own. Run in
+    a process of its own, as `vigil up` is (the harness would lend it a global context)."""
+    import os
+    import subprocess
+    import sys
+    import time as clock
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+    from prefect.states import Scheduled
+
+    config = parse_config("monitors: [{name: a, url: 'http://127.0.0.1/'}]")
+    [sweep] = [d for d in build_deployments(config, "/x.yaml") if d.name == "uptime-sweep"]
+    deployment_id = sweep.apply()
+    due = datetime(2032, 6, 5, 4, 3, 2, tzinfo=UTC)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run_from_deployment(
+            deployment_id, state=Scheduled(scheduled_time=due), name="gentle-otter"
+        )
+        namer = subprocess.Popen(
+            [sys.executable, "-c", _NAMER, str(PREFECT_API_URL.value()), "40"],
+            env=env,
+            cwd=Path(__file__).parents[1],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = clock.monotonic() + 40
+            while client.read_flow_run(run.id).name == "gentle-otter":
+                assert namer.poll() is None and clock.monotonic() < deadline, "never named"
+                clock.sleep(0.5)
+            assert client.read_flow_run(run.id).name == "sweep 2032-06-05 04:03:02"
+        finally:
+            namer.kill()
+            output = namer.communicate()[0]
+            client.delete_flow_run(run.id)
+    assert "temporary server" not in output, output
