@@ -31,7 +31,7 @@ TargetArgument = Annotated[str, typer.Argument(help="A deploy target's name unde
 ReleaseOption = Annotated[
     str, typer.Option("--release", help="The release id (directory name, commit, tag...).")
 ]
-EXIT_CODES_HELP = f"Exit codes:\n\n{help_text()}"
+EXIT_CODES_HELP = help_text()
 
 
 def register(app: typer.Typer) -> None:

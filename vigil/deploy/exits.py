@@ -30,8 +30,9 @@ PASSED = ExitCode(
 ERROR = ExitCode(
     1,
     "stopped",
-    "vigil stopped with an error or was interrupted half-way; the run's alert says what may "
-    "be running now",
+    "vigil stopped with an error, or was interrupted half-way (a process a signal ends may "
+    "exit 128 + the signal instead: 143 for SIGTERM); the run's alert says what may be "
+    "running now",
 )
 USAGE = ExitCode(2, "bad usage", "an unknown option or target, or `--release` missing (typer)")
 DEGRADED = ExitCode(
@@ -57,8 +58,9 @@ ROLLBACK_FAILED = ExitCode(
 NOT_ROLLED_BACK = ExitCode(
     6,
     "failed, not rolled back",
-    "the release failed and vigil did not roll back (no rollback configured, the release "
-    "before it was itself rolled back, or no release to roll back to)",
+    "the release failed and vigil did not roll back: no rollback is configured, a rollback "
+    "put this very release in place (never twice in a row), or there is nothing to roll "
+    "back to",
     ("failed",),
 )
 DRY_RUN = ExitCode(
@@ -107,5 +109,5 @@ def markdown_table() -> str:
 
 
 def help_text() -> str:
-    """The codes for `--help`, one line each."""
-    return "\n\n".join(f"{c.code}: {c.name}" for c in EXIT_CODES)
+    """The codes for `--help`, in one sentence."""
+    return "Exit codes: " + "; ".join(f"{c.code} {c.name}" for c in EXIT_CODES) + "."
