@@ -243,11 +243,11 @@ def _initial_delay(release: str | None, seconds: float) -> None:
         format_duration(seconds),
     )
     end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        time.sleep(min(left, PROGRESS_EVERY))
-        if end - time.monotonic() > 0:
-            left = format_duration(round(end - time.monotonic()))
-            log.info("%s: first measurement in %s (initial_delay)", release, left)
+    while time.monotonic() < end:
+        time.sleep(max(min(end - time.monotonic(), PROGRESS_EVERY), 0.0))
+        left = end - time.monotonic()
+        if left > 0.5:
+            log.info("%s: first measurement in %s", release, format_duration(round(left)))
 
 
 def conclude(config: Config, run: DeployRun) -> Any:

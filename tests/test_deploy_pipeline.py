@@ -134,6 +134,7 @@ def test_each_outcome_exits_with_its_own_code_and_json_links_the_flow_run(
     kept = verified(vigil(prefect_server, home, no_rollback, *step, "r4"), 6)
     assert kept["verdict"] == "failed" and app.linked() == "r4"
 
+    app.deploy("r1")
     plain = vigil(prefect_server, home, pipeline, "verify-deploy", "web", "--release", "r1")
     assert plain.returncode == 0, plain.stdout + plain.stderr
     assert f"Flow run: {prefect_server.url}/runs/flow-run/" in plain.stdout
