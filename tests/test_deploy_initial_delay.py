@@ -69,5 +69,5 @@ def test_initial_delay_longer_than_the_boot_lets_the_same_release_pass(
     state = verify("r1", configure(tmp_path, webhook_receiver, app, delay))
 
     assert state.is_completed() and state.name == "Completed", state.message
-    # window 600ms, interval 200ms: four measurements, all after the boot
-    assert measured(tmp_path) == [["Successful"] * 4]
+    [after_boot] = measured(tmp_path)
+    assert after_boot and set(after_boot) == {"Successful"}

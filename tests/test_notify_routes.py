@@ -98,7 +98,7 @@ def test_unknown_duties_severities_and_channels_are_refused_at_their_keys() -> N
         "routes.deploys: 'deploys' is neither a severity (critical, high, medium, low) nor a "
         "duty (backup, deploy, drill, housekeeping, report, restore-test, uptime)",
         "routes.deploy.lo: unknown severity 'lo' (one of critical, high, medium, low)",
-        "routes.deploy.low[0]: no channel named 'deployment' (known: ops)",
+        "routes.deploy.low[0]: no channel named 'deployment'",
         "routes.deploy.high: a list of channel names, e.g. [ops-slack]",
         "routes.uptime: a duty's route maps severities to channels, e.g. {low: [deployments]}",
         "routes.medium: a list of channel names, e.g. [ops-slack]",

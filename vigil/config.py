@@ -794,9 +794,8 @@ def route_errors(routes: dict[str, Any], channels: dict[str, Any]) -> list[str]:
 def _channel_list_errors(path: str, names: Any, channels: dict[str, Any]) -> list[str]:
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         return [f"{path}: a list of channel names, e.g. [ops-slack]"]
-    known = ", ".join(channels) or "none are configured under `channels:`"
     return [
-        f"{path}[{j}]: no channel named {name!r} (known: {known})"
+        f"{path}[{j}]: no channel named {name!r}"
         for j, name in enumerate(names)
         if name not in channels
     ]
