@@ -36,13 +36,22 @@ from vigil.deploy.report import (
     interrupted_rows_alert,
     lock_timeout_message,
     locked_summary,
+    measurement_line,
     publish,
     stopped_alert,
+    waiting_for_lock_message,
 )
 from vigil.deploy.rollback import RollbackPlan, RollbackRequest
-from vigil.deploy.verdict import Limits, VerificationWindow, is_last, next_start
+from vigil.deploy.verdict import (
+    Limits,
+    VerificationWindow,
+    is_last,
+    next_start,
+    planned_measurements,
+)
 from vigil.durations import format_duration
-from vigil.locks import Locked, held
+from vigil.locks import PROGRESS_EVERY, Locked, held
+from vigil.logs import story
 from vigil.runtime import flow_run_id, flow_run_link, outcome
 from vigil.store import Store, open_store
 
@@ -62,7 +71,10 @@ def deploy_verify(
 ) -> Any:
     """Verify `release` of `target`; on failure roll back (unless `dry_run`) and re-verify."""
     config = load_config(config_path)
-    deploy = deploy_target(config, target)
+    try:
+        deploy = deploy_target(config, target)
+    except ValueError as exc:
+        return cannot_run(target, release, exc)
     run = DeployRun(target, release, "deploy", deploy.severity, dry_run=dry_run)
     with open_store(config.store.url) as store, _alerting_on_error(config, run):
         try:
@@ -92,7 +104,10 @@ def deploy_rollback(target: str, to: str | None = None, config_path: str | None 
     """Roll `target` back by hand (to `to`, else the newest known-good release) and verify
     the restored release, with the same strategy, checks and records as the automatic path."""
     config = load_config(config_path)
-    deploy = deploy_target(config, target)
+    try:
+        deploy = deploy_target(config, target)
+    except ValueError as exc:
+        return cannot_run(target, None, exc)
     if deploy.rollback is None:
         message = f"no rollback is configured for {target} (add deploys.{target}.rollback)"
         return outcome("CannotRollBack", {"target": target, "verdict": "not_started"}, message)
@@ -199,13 +214,9 @@ def watch(
     """Measure on the schedule of `vigil.deploy` until the verdict is no longer running."""
     log = get_run_logger()
     window = VerificationWindow(phase, release, Limits.of(deploy))
-    delay = deploy.initial_delay.total_seconds()
-    if delay:
-        waited = format_duration(delay)
-        log.info("%s: waiting initial_delay %s before the first measurement", release, waited)
-        time.sleep(delay)
+    _initial_delay(release, deploy.initial_delay.total_seconds())
     start = due = time.monotonic()
-    number = 0
+    number, planned = 0, planned_measurements(deploy.window, deploy.interval)
     while True:
         time.sleep(max(due - time.monotonic(), 0.0))
         began = time.monotonic()
@@ -213,12 +224,30 @@ def watch(
         measurement = measure(target, release, number, deploy, window.restarts_baseline())
         records.record_measurement(store, record_id, measurement)
         verdict = window.add(measurement, last=is_last(start, deploy.window, began))
-        failing = "".join(f"; {line}" for line in measurement.failing())
-        log.info("%s #%d %s%s", release, number, measurement.verdict, failing)
+        log.info("%s", measurement_line(release, number, planned, measurement))
         if verdict.status != "running":
             log.info("%s %s: %s", release, verdict.status, verdict.reason)
             return window
         due = next_start(began, time.monotonic(), deploy.interval)
+
+
+def _initial_delay(release: str | None, seconds: float) -> None:
+    """Argo's initialDelay: let the release boot before the first measurement, saying so
+    every few seconds (a pipeline step silent for a minute looks hung)."""
+    if seconds <= 0:
+        return
+    log = get_run_logger()
+    log.info(
+        "%s: waiting initial_delay %s before the first measurement",
+        release,
+        format_duration(seconds),
+    )
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(max(min(end - time.monotonic(), PROGRESS_EVERY), 0.0))
+        left = end - time.monotonic()
+        if left > 0.5:
+            log.info("%s: first measurement in %s", release, format_duration(round(left)))
 
 
 def conclude(config: Config, run: DeployRun) -> Any:
@@ -251,6 +280,13 @@ def after_interruption(flow_run: Any, state: Any) -> None:
 # --- helpers ------------------------------------------------------------------------------------
 
 
+def cannot_run(target: str, release: str | None, problem: ValueError) -> Any:
+    """A target whose checks cannot be set up: a finding about the config, before any
+    change (the command says so before it starts a run; this is for served runs)."""
+    summary = {"target": target, "release": release, "verdict": "not_started"}
+    return outcome("ConfigError", summary, str(problem))
+
+
 def deploy_target(config: Config, target: str) -> DeployTarget:
     found = config.deploys.get(target)
     if found is None:
@@ -273,7 +309,30 @@ def lock_name(target: str) -> str:
 def target_lock(store: Store, target: str, deploy: DeployTarget) -> AbstractContextManager[None]:
     """Hold the target's lock; raise Locked, naming the holder, after lock_timeout."""
     holder = partial(_lock_holder, store, target, deploy)
-    return held(lock_name(target), deploy.lock_timeout, holder)
+    waiting = _waiting(store, target, deploy)
+    return held(lock_name(target), deploy.lock_timeout, holder, waiting)
+
+
+def _waiting(store: Store, target: str, deploy: DeployTarget) -> Callable[[float], None]:
+    """Say every few seconds whom the run waits for: on the terminal and in the run's logs
+    (the run's logger is taken here, on the run's thread; the lock calls back from its
+    own)."""
+    log = story()
+
+    def say(seconds: float) -> None:
+        holder = records.running(store, target)
+        line = waiting_for_lock_message(
+            target,
+            lock_name(target),
+            seconds,
+            deploy.lock_timeout,
+            holder.kind if holder else None,
+            holder.release if holder else None,
+            holder.flow_run_id if holder else None,
+        )
+        log.info("%s", line)
+
+    return say
 
 
 def _lock_holder(store: Store, target: str, deploy: DeployTarget) -> str:

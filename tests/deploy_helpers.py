@@ -3,7 +3,8 @@ server), `current` is a symlink to one of them, and `appctl.py restart` really r
 process (kills the PID in the pidfile, starts the app from the resolved `current`, waits
 until it listens). `appctl.py status` is the process check.
 
-Release kinds: good (health ok), bad (health 503), degraded (health says degraded), crash
+Release kinds: good (health ok), bad (health 503), degraded (health says degraded), boot
+(health 503 "starting" for its first BOOT_SECONDS, then ok), crash
 (exits at start, so it never listens), flaky (every third health request gets no answer
 within the check's timeout: an Error, not a Failure; a connection merely dropped is retried
 once by the probe engine, as for any idempotent request).
@@ -26,6 +27,8 @@ from prefect.states import State
 
 from tests.ports import free_port
 
+BOOT_SECONDS = 5.0
+
 APP = textwrap.dedent(
     '''
     """A release of the test app; MODE says how its health endpoint behaves."""
@@ -37,12 +40,15 @@ APP = textwrap.dedent(
 
     MODE = "{mode}"
     FLAKY_HANG = 1.5  # longer than the checks' timeout: no answer in time
+    BOOT = {boot}  # a "boot" release answers 503 "starting" this long after it started
+    STARTED = time.monotonic()
     RELEASE = Path(__file__).resolve().parent.name
     HEALTH = {{
         "good": (200, {{"status": "ok"}}),
         "flaky": (200, {{"status": "ok"}}),
         "bad": (503, {{"status": "error", "error": "database migrations missing"}}),
         "degraded": (200, {{"status": "degraded"}}),
+        "boot": (200, {{"status": "ok"}}),
     }}
     hits = 0
 
@@ -57,6 +63,8 @@ APP = textwrap.dedent(
                     self.close_connection = True
                     return
                 status, body = HEALTH[MODE]
+                if MODE == "boot" and time.monotonic() - STARTED < BOOT:
+                    status, body = 503, {{"status": "starting"}}
                 self.answer(status, json.dumps({{**body, "release": RELEASE}}), "application/json")
             elif self.path in ("/", "/login"):
                 self.answer(200, f"<h1>{{RELEASE}}</h1>", "text/html")
@@ -201,7 +209,7 @@ class LocalApp:
     def add_release(self, name: str, mode: str) -> Path:
         folder = self.releases / name
         folder.mkdir()
-        (folder / "app.py").write_text(APP.format(mode=mode))
+        (folder / "app.py").write_text(APP.format(mode=mode, boot=BOOT_SECONDS))
         return folder
 
     def restart_command(self, app_dir: Path | None = None) -> str:

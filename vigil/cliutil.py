@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -71,8 +72,9 @@ def config_param(path: Path | None) -> str | None:
     return str(resolve_path(chosen).resolve())
 
 
-def config_for(path: Path | None) -> Config:
-    """Load the config named on the command line; bad config is exit code 2."""
+def config_for(path: Path | None, code: int = 2) -> Config:
+    """Load the config named on the command line; bad config is exit code 2 (`code` for a
+    command with exit codes of its own: `vigil verify-deploy`)."""
     try:
         options.loaded = load_config(config_path(path))
         return options.loaded
@@ -81,14 +83,14 @@ def config_for(path: Path | None) -> Config:
         err.print(f"{len(exc.errors)} problem(s){where}:", markup=False)
         for line in exc.errors:
             err.print(f"  {line}", markup=False)
-        raise typer.Exit(2) from None
+        raise typer.Exit(code) from None
 
 
 def print_json(document: Any) -> None:
     sys.stdout.write(redact(json.dumps(document, indent=2, default=str)) + "\n")
 
 
-def connect_prefect(*, server_stays: bool = True, run_retention: Any = None) -> None:
+def connect_prefect(*, server_stays: bool = True, run_retention: Any = None, code: int = 1) -> None:
     """Find (or start) the Prefect API for a command; one line and exit 1 if it is not
     reachable or refuses vigil's credentials (PREFECT_API_AUTH_STRING), not a traceback.
     `server_stays=False` when the command stops a server it started (`vigil up`)."""
@@ -99,7 +101,7 @@ def connect_prefect(*, server_stays: bool = True, run_retention: Any = None) -> 
             server_stays=server_stays, run_retention=run_retention or _run_retention()
         )
     except RuntimeError as exc:
-        fail(f"cannot reach Prefect: {exc}", 1)
+        fail(f"cannot reach Prefect: {exc}", code)
 
 
 def _run_retention() -> Any:
@@ -126,24 +128,50 @@ def run_flow(
     wakes once a second, and the run waits for it to end, which cost up to a second per
     `vigil sweep`; a run that short never reaches the next heartbeat anyway (every 180 s).
     """
+    run = run_flow_traced(flow, heartbeats=heartbeats, **parameters)
+    return run.ok, run.summary, run.message
+
+
+@dataclass(frozen=True)
+class FlowRunOutcome:
+    """How a flow run a command started ended, and where to see it."""
+
+    ok: bool
+    summary: Any
+    message: str
+    flow_run_id: str | None
+    flow_run_url: str | None
+
+
+def run_flow_traced(
+    flow: Callable[..., Any],
+    *,
+    heartbeats: bool = True,
+    unreachable_code: int = 1,
+    **parameters: Any,
+) -> FlowRunOutcome:
+    """`run_flow`, also saying which flow run it was and its dashboard URL (for `--json`).
+    A Prefect API that does not answer exits `unreachable_code`."""
     from prefect import tags
     from prefect.settings import temporary_settings
 
     from vigil.duties import tags_of
+    from vigil.runtime import flow_run_url
 
-    connect_prefect()
+    connect_prefect(code=unreachable_code)
     settings = {} if heartbeats else {"flows.heartbeat_frequency": None}
     duty_tags = tags_of(getattr(flow, "name", ""))
     with temporary_settings(updates=settings), tags(*duty_tags):
         state = flow(**parameters, return_state=True)
+    run_id = state.state_details.flow_run_id
+    ids = (str(run_id), flow_run_url(str(run_id))) if run_id else (None, None)
     try:
         summary = summary_of(state)
     except Exception as exc:  # the run crashed before returning a summary
-        summary = None
-        return False, summary, redact(state.message or str(exc))
+        return FlowRunOutcome(False, None, redact(state.message or str(exc)), *ids)
     if isinstance(summary, BaseException):
-        return False, None, redact(state.message or str(summary))
-    return bool(state.is_completed()), summary, redact(state.message or "")
+        return FlowRunOutcome(False, None, redact(state.message or str(summary)), *ids)
+    return FlowRunOutcome(bool(state.is_completed()), summary, redact(state.message or ""), *ids)
 
 
 def exit_now(code: int | str | None) -> NoReturn:

@@ -635,7 +635,9 @@ class Config(Model):
     slo: float | None = Field(default=None, gt=0, le=100)
     store: StoreConfig = StoreConfig()
     channels: dict[str, Channel] = {}
-    routes: dict[Severity, list[str]] = {}
+    # `{severity: [channel, ...]}` for every duty, and `{duty: {severity: [channel, ...]}}`
+    # for one duty's own (`route`); checked by `route_errors`.
+    routes: dict[str, Any] = {}
     sweep: SweepConfig = SweepConfig()
     maintenance: list[MaintenanceWindow] = []
     locations: dict[str, Location] = {}
@@ -696,6 +698,18 @@ class Config(Model):
             raise ValueError(f"no database named {name!r} under `databases:` (known: {known})")
         return [found]
 
+    def route(self, duty: str, severity: Severity) -> list[str]:
+        """The channels that hear an alert of `duty` (its flow's name, `Alert.duty`) at
+        `severity`: the duty's own route for that severity when it has one (`[]` silences
+        it), else the route every duty shares. The one place routing is decided."""
+        from vigil.duties import route_name
+
+        name = route_name(duty)
+        own = self.routes.get(name) if name else None
+        if isinstance(own, dict) and severity in own:
+            return list(own[severity])
+        return list(self.routes.get(severity) or [])
+
     def summary(self) -> str:
         return (
             f"{len(self.monitors)} monitors, {len(self.databases)} databases, "
@@ -705,11 +719,7 @@ class Config(Model):
 
 def cross_check(config: Config) -> list[str]:
     """Errors that span sections: names that must refer to something that exists."""
-    errors: list[str] = []
-    for severity, names in config.routes.items():
-        for j, name in enumerate(names):
-            if name not in config.channels:
-                errors.append(f"routes.{severity}[{j}]: no channel named {name!r}")
+    errors = route_errors(config.routes, config.channels)
     errors += _duplicates("monitors", [m.name for m in config.monitors])
     errors += _duplicates("databases", [d.name for d in config.databases])
     for target in config.deploys:
@@ -745,6 +755,50 @@ def cross_check(config: Config) -> list[str]:
                 f"restore_test.checks[{j}].database: no database named {check.database!r}"
             )
     return errors
+
+
+def route_errors(routes: dict[str, Any], channels: dict[str, Any]) -> list[str]:
+    """Every problem of `routes:`: a key that is neither a severity nor a duty, a duty's
+    route that is not a mapping of severities, a list that is not channel names, a channel
+    that does not exist."""
+    from vigil.alert import SEVERITIES
+    from vigil.duties import ROUTE_NAMES
+
+    severities, duties = ", ".join(SEVERITIES), ", ".join(ROUTE_NAMES)
+    errors: list[str] = []
+    for key, value in routes.items():
+        if key in SEVERITIES:
+            errors += _channel_list_errors(f"routes.{key}", value, channels)
+        elif key in ROUTE_NAMES:
+            if not isinstance(value, dict):
+                errors.append(
+                    f"routes.{key}: a duty's route maps severities to channels, "
+                    "e.g. {low: [deployments]}"
+                )
+                continue
+            for severity, names in value.items():
+                if severity not in SEVERITIES:
+                    errors.append(
+                        f"routes.{key}.{severity}: unknown severity {severity!r} "
+                        f"(one of {severities})"
+                    )
+                    continue
+                errors += _channel_list_errors(f"routes.{key}.{severity}", names, channels)
+        else:
+            errors.append(
+                f"routes.{key}: {key!r} is neither a severity ({severities}) nor a duty ({duties})"
+            )
+    return errors
+
+
+def _channel_list_errors(path: str, names: Any, channels: dict[str, Any]) -> list[str]:
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return [f"{path}: a list of channel names, e.g. [ops-slack]"]
+    return [
+        f"{path}[{j}]: no channel named {name!r}"
+        for j, name in enumerate(names)
+        if name not in channels
+    ]
 
 
 def _location_errors(config: Config) -> list[str]:

@@ -1,8 +1,8 @@
 """The duties vigil serves, by the flow name each runs under, with the tags its runs carry.
 
 One table read by serving (`deployments.serve`), by commands that run a duty by hand (so a
-hand-made run is tagged like a scheduled one, and the runs list filters them together), and
-by `prefect.yaml`'s test.
+hand-made run is tagged like a scheduled one, and the runs list filters them together), by
+`prefect.yaml`'s test, and by notification routing (a duty's `routes:` key is its tag).
 """
 
 from __future__ import annotations
@@ -25,6 +25,18 @@ TAGS: dict[str, list[str]] = {
 def tags_of(flow_name: str) -> list[str]:
     """The tags of a duty's runs; `vigil` alone for a flow that is no duty."""
     return TAGS.get(flow_name, ["vigil"])
+
+
+# A duty's name under `routes:` is its own tag (`routes: {deploy: {low: [deployments]}}`):
+# the word the runs list filters on, one for both deploy flows.
+ROUTE_NAMES: tuple[str, ...] = tuple(sorted({tags[-1] for tags in TAGS.values()} - {"vigil"}))
+
+
+def route_name(flow_name: str) -> str | None:
+    """The `routes:` key of the duty an alert comes from (`Alert.duty`, its flow's name);
+    None for alerts of no duty (`vigil notify-test`)."""
+    name = tags_of(flow_name)[-1]
+    return name if name in ROUTE_NAMES else None
 
 
 # How each duty's runs are named: a word an operator recognises, what the run is about when

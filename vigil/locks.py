@@ -12,6 +12,8 @@ A hard-killed holder keeps the slot until Prefect's lease on it expires (up to 5
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -22,24 +24,62 @@ class Locked(Finding):
     """Another run held the lock longer than this one waits; the message says who and why."""
 
 
+# How often a run waiting for a lock says so: a pipeline step that prints nothing for
+# minutes looks hung.
+PROGRESS_EVERY = 5.0
+
+
 @contextlib.contextmanager
-def held(name: str, timeout: timedelta, refusal: Callable[[], str]) -> Iterator[None]:
+def held(
+    name: str,
+    timeout: timedelta,
+    refusal: Callable[[], str],
+    waiting: Callable[[float], None] | None = None,
+) -> Iterator[None]:
     """Hold the lock `name` for the block, waiting up to `timeout` for it.
 
     `refusal()` is called only when the wait ran out and returns the sentence to raise
-    `Locked` with (naming the holder is the duty's job: it knows its own records)."""
+    `Locked` with (naming the holder is the duty's job: it knows its own records).
+    `waiting(seconds)` is called every PROGRESS_EVERY seconds while the run waits, with the
+    seconds waited so far, so the duty can say whom it waits for."""
     from prefect.concurrency.sync import concurrency
 
     ensure_limit(name)
-    acquired = False
+    with contextlib.ExitStack() as stack:
+        try:
+            with _reporting(waiting):
+                lock = concurrency(
+                    name, occupy=1, timeout_seconds=timeout.total_seconds(), strict=True
+                )
+                stack.enter_context(lock)
+        except TimeoutError:
+            raise Locked(refusal()) from None
+        yield
+
+
+@contextlib.contextmanager
+def _reporting(waiting: Callable[[float], None] | None) -> Iterator[None]:
+    """Call `waiting` every PROGRESS_EVERY seconds until the block ends, from a thread of
+    its own: the wait stays one request to Prefect (a wait cut into slices would risk, at
+    each cut, a slot granted just as the slice timed out, held by nobody until its lease
+    expires). The callback's errors never break the wait."""
+    if waiting is None:
+        yield
+        return
+    began, stop = time.monotonic(), threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(PROGRESS_EVERY):
+            with contextlib.suppress(Exception):
+                waiting(time.monotonic() - began)
+
+    thread = threading.Thread(target=tick, name="vigil-lock-wait", daemon=True)
+    thread.start()
     try:
-        with concurrency(name, occupy=1, timeout_seconds=timeout.total_seconds(), strict=True):
-            acquired = True
-            yield
-    except TimeoutError as exc:
-        if acquired:
-            raise
-        raise Locked(refusal()) from exc
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def ensure_limit(name: str) -> None:

@@ -14,7 +14,12 @@ born, in the log record factory, whatever logger or handler it goes to:
   execution exited with unexpected exception", raised from the final state's `result()`)
   is dropped when that state is a duty's verdict (`DutyFinding`): `outcome()` has already
   logged the verdict as the run's last line. The engine's record for any other exception
-  is kept, traceback and all.
+  is kept, traceback and all;
+- the record Prefect's concurrency service writes when a wait for a lock times out
+  ("Service 'ConcurrencySlotAcquisition...' failed to process item ... raised
+  TimeoutError", at ERROR) is dropped: the caller gets the TimeoutError too, and
+  `vigil.locks` turns it into the duty's one-line `Locked` finding. Any other failure of
+  that service is kept.
 
 `install()` runs once per process: from the CLI's entry point, and on import of
 `vigil.runtime`, which every flow imports (also in the process Prefect's engine starts for a
@@ -33,6 +38,8 @@ from vigil.redact import error_line, redact
 
 # The loggers Prefect's engine reports an exception that ended a run on.
 ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.engine")
+# The logger of Prefect's background services, among them the concurrency-slot acquisition.
+SERVICES_LOGGER = "prefect._internal.concurrency"
 
 _installed = False
 
@@ -56,6 +63,7 @@ def install() -> None:
         logging.getLogger("vigil").setLevel(logging.INFO)
     for name in ENGINE_LOGGERS:
         logging.getLogger(name).addFilter(_drop_verdict_echo)
+    logging.getLogger(SERVICES_LOGGER).addFilter(_drop_lock_timeout_echo)
 
 
 def story() -> Any:
@@ -95,3 +103,11 @@ def clean(record: logging.LogRecord) -> None:
 
 def _drop_verdict_echo(record: logging.LogRecord) -> bool:
     return not getattr(record, "vigil_verdict", False)
+
+
+def _drop_lock_timeout_echo(record: logging.LogRecord) -> bool:
+    """False for the concurrency service's record of a lock wait that timed out (its
+    message names the service and the item's future, "raised TimeoutError")."""
+    message = record.getMessage()
+    about_slots = "ConcurrencySlotAcquisition" in message and "failed to process" in message
+    return not (about_slots and "raised TimeoutError" in message)

@@ -225,6 +225,16 @@ def flow_run_link() -> str | None:
         return None
 
 
+def flow_run_url(flow_run_id: str) -> str | None:
+    """The dashboard URL of a flow run, from outside it: `PREFECT_UI_URL` as Prefect
+    resolves it (set, else derived from the API URL), the same link `vigil status` shows."""
+    from prefect.settings import PREFECT_UI_URL
+
+    from vigil.status import run_link
+
+    return run_link(PREFECT_UI_URL.value(), flow_run_id)
+
+
 def flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 

@@ -1,6 +1,7 @@
-"""Tell people: route an Alert to the channels its severity names, and never fail the caller.
+"""Tell people: route an Alert to the channels its duty and severity name, and never fail the
+caller.
 
-`dispatch` is what duties call. It picks channels from `config.routes[severity]` (or the
+`dispatch` is what duties call. It picks channels with `config.route(duty, severity)` (or the
 explicit `channels=` list `vigil notify-test` passes), delivers to each in parallel with
 retries, and turns every outcome into a `Delivery`: a notification problem must never turn
 a monitoring run into a crashed one. Every alert is redacted once, before any channel sees
@@ -65,10 +66,15 @@ def dispatch(
     Never raises. `record` (the lead wires it to the store) gets the redacted alert and each
     Delivery; an exception inside it is logged and swallowed like any delivery failure.
     """
-    routed = config.routes.get(alert.severity, []) if channels is None else channels
+    routed = config.route(alert.duty, alert.severity) if channels is None else channels
     names = list(dict.fromkeys(routed))
     if not names:
-        story().info("alert %r: no channel is routed for %s alerts", alert.title, alert.severity)
+        story().info(
+            "alert %r: no channel is routed for %s %s alerts",
+            alert.title,
+            alert.severity,
+            alert.duty,
+        )
         return []
     safe = alert.redacted()
     workers = min(MAX_WORKERS, len(names))

@@ -2,9 +2,9 @@
 or from a pipeline's one-line step.
 
 verify-deploy and rollback run the `deploy-verify` / `deploy-rollback` flows (so every run
-shows in the Prefect UI) and exit 0 when the release (or the restored one) is healthy, 1
-otherwise. deploy-gate only reads vigil's records: no Prefect, quick enough for every
-pipeline run.
+shows in the Prefect UI) and exit with the code of `vigil.deploy.exits` for their outcome,
+so a pipeline can tell a rolled-back release from a failed rollback or a lock timeout.
+deploy-gate only reads vigil's records: no Prefect, quick enough for every pipeline run.
 """
 
 from __future__ import annotations
@@ -15,25 +15,28 @@ import typer
 
 from vigil.cliutil import (
     ConfigOption,
+    FlowRunOutcome,
     JsonOption,
     config_for,
     config_param,
     fail,
     out,
     print_json,
-    run_flow,
+    run_flow_traced,
 )
 from vigil.config import Config
+from vigil.deploy.exits import COULD_NOT_RUN, exit_code, help_text
 
 TargetArgument = Annotated[str, typer.Argument(help="A deploy target's name under `deploys:`.")]
 ReleaseOption = Annotated[
     str, typer.Option("--release", help="The release id (directory name, commit, tag...).")
 ]
+EXIT_CODES_HELP = help_text()
 
 
 def register(app: typer.Typer) -> None:
-    app.command("verify-deploy")(verify_deploy_command)
-    app.command("rollback")(rollback_command)
+    app.command("verify-deploy", epilog=EXIT_CODES_HELP)(verify_deploy_command)
+    app.command("rollback", epilog=EXIT_CODES_HELP)(rollback_command)
     app.command("deploy-gate")(deploy_gate_command)
 
 
@@ -48,19 +51,21 @@ def verify_deploy_command(
 ) -> None:
     """Watch a new release for its verification window; roll back if it fails.
 
-    Exit 0 when the release passed, 1 when it failed (rolled back or not), 2 for bad usage.
+    Each outcome has its own exit code (listed below, and in the README), so a pipeline can
+    tell a rolled-back release from a failed rollback or a lock timeout.
     """
-    _check_target(config_for(config), target)
+    _ready(config, target)
     from flows.deploy import deploy_verify
 
-    ok, summary, message = run_flow(
+    run = run_flow_traced(
         deploy_verify,
+        unreachable_code=COULD_NOT_RUN.code,
         target=target,
         release=release,
         dry_run=dry_run,
         config_path=config_param(config),
     )
-    _report(ok, summary, message, json_output)
+    _report(run, json_output)
 
 
 def rollback_command(
@@ -74,15 +79,19 @@ def rollback_command(
 ) -> None:
     """Roll a target back by hand and verify the restored release.
 
-    Exit 0 when the restored release passed verification, 1 otherwise.
+    Exit 0 when the restored release passed verification; the other codes are below.
     """
-    _check_target(config_for(config), target)
+    _ready(config, target)
     from flows.deploy import deploy_rollback
 
-    ok, summary, message = run_flow(
-        deploy_rollback, target=target, to=to, config_path=config_param(config)
+    run = run_flow_traced(
+        deploy_rollback,
+        unreachable_code=COULD_NOT_RUN.code,
+        target=target,
+        to=to,
+        config_path=config_param(config),
     )
-    _report(ok, summary, message, json_output)
+    _report(run, json_output, by_hand=True)
 
 
 def deploy_gate_command(
@@ -125,12 +134,40 @@ def _check_target(config: Config, target: str) -> None:
         fail(f"no deploy target named {target!r} under `deploys:` (known: {known})", 2)
 
 
-def _report(ok: bool, summary: Any, message: str, json_output: bool) -> None:
+def _ready(config: Any, target: str) -> None:
+    """Before any run: a config that does not load, or a target whose checks cannot be set
+    up, is `could not run` (nothing was verified or changed); an unknown target is usage."""
+    loaded = config_for(config, code=COULD_NOT_RUN.code)
+    _check_target(loaded, target)
+    from flows.deploy import deploy_target
+
+    try:
+        deploy_target(loaded, target)
+    except ValueError as exc:
+        fail(str(exc), COULD_NOT_RUN.code)
+
+
+def _report(run: FlowRunOutcome, json_output: bool, *, by_hand: bool = False) -> None:
+    """Print the outcome (one JSON document with `--json`) and exit with its code."""
+    summary = run.summary or {}
+    code = exit_code(run.summary, by_hand=by_hand)
     if json_output:
-        print_json({"ok": ok, "message": message, **(summary or {})})
+        print_json(
+            {
+                "ok": run.ok,
+                "exit_code": code.code,
+                "outcome": code.name,
+                "message": run.message,
+                **summary,
+                "flow_run_id": run.flow_run_id,
+                "flow_run_url": run.flow_run_url,
+            }
+        )
     else:
-        out.print((summary or {}).get("headline") or message, markup=False)
-        for line in (summary or {}).get("lines", []):
+        out.print(summary.get("headline") or run.message, markup=False)
+        for line in summary.get("lines", []):
             out.print(f"  {line}", markup=False)
-    if not ok:
-        raise typer.Exit(1)
+        if run.flow_run_url:
+            out.print(f"  Flow run: {run.flow_run_url}", markup=False)
+    if code.code:
+        raise typer.Exit(code.code)

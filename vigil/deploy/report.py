@@ -19,7 +19,7 @@ from vigil import boundary
 from vigil.alert import Alert, Severity
 from vigil.deploy.history import VerificationKind
 from vigil.deploy.rollback import RollbackPlan, RollbackResult
-from vigil.deploy.verdict import VerificationWindow
+from vigil.deploy.verdict import Measurement, VerificationWindow
 from vigil.durations import format_duration
 from vigil.store.models import utcnow
 
@@ -277,6 +277,15 @@ def publish(run: DeployRun) -> None:
     boundary.publish_markdown(f"deploy-report-{slug}", run.markdown(), run.headline())
 
 
+def measurement_line(
+    release: str | None, number: int, planned: int, measurement: Measurement
+) -> str:
+    """The progress line of one measurement: `r2 measurement 3/4: Successful`, then every
+    check that was not Successful with what it saw."""
+    failing = "".join(f"; {line}" for line in measurement.failing())
+    return f"{release} measurement {number}/{planned}: {measurement.verdict}{failing}"
+
+
 def lock_timeout_message(
     target: str,
     lock: str,
@@ -303,6 +312,25 @@ def lock_timeout_message(
         f"and gave up; {who}. Nothing was verified or rolled back. Run again once it is done, "
         f"or raise deploys.{target}.lock_timeout."
     )
+
+
+def waiting_for_lock_message(
+    target: str,
+    lock: str,
+    seconds: float,
+    timeout: timedelta,
+    holder_kind: str | None,
+    holder_release: str | None,
+    holder_run: str | None,
+) -> str:
+    """The line a run waiting for the target's lock says every few seconds."""
+    who = (
+        f"the {holder_kind} verification of {holder_release} (flow run {holder_run or 'unknown'})"
+        if holder_kind
+        else "a run vigil's records do not show (its lease expires within 5 minutes)"
+    )
+    waited, limit = format_duration(round(seconds)), format_duration(timeout)
+    return f"{target}: waiting for the lock {lock!r} held by {who}, {waited} (lock_timeout {limit})"
 
 
 def locked_summary(target: str, release: str | None, message: str) -> dict[str, Any]:

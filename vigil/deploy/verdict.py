@@ -246,6 +246,14 @@ def next_start(previous_start: float, previous_end: float, interval: timedelta) 
     return max(previous_start + interval.total_seconds(), previous_end)
 
 
+def planned_measurements(window: timedelta, interval: timedelta) -> int:
+    """How many measurements a window takes when none overruns (a slow one means fewer):
+    one at the start, then one every `interval` up to the first at or after `window`."""
+    if interval <= timedelta(0):
+        return 1
+    return -(-window // interval) + 1
+
+
 def is_last(start: float, window: timedelta, started: float) -> bool:
     """The first measurement to start once the window has elapsed is the last one."""
     return started - start >= window.total_seconds()
