@@ -18,7 +18,7 @@ from typing import Any
 
 from vigil import boundary
 from vigil.alert import Alert, Severity
-from vigil.deploy.history import VerificationKind
+from vigil.deploy.history import NOT_RESTORED, VerificationKind
 from vigil.deploy.rollback import RollbackPlan, RollbackResult
 from vigil.deploy.verdict import VerificationWindow
 from vigil.durations import format_duration
@@ -82,6 +82,8 @@ class DeployRun:
 
     def rollback_verdict(self) -> str:
         """The rollback record's own verdict: did the restored release pass verification?"""
+        if self.rollback is not None and not self.rollback.ok:
+            return NOT_RESTORED  # never put in place: says nothing about the release
         window = self.rollback_window
         if window is None or not window.passed:
             return "failed"
