@@ -6,6 +6,7 @@ run as given, restores a healthy release."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,30 @@ def test_alerts_say_what_runs_now_what_the_app_said_its_error_log_and_the_next_s
     done, _ = received(webhook_receiver, slack_api)
     assert done["title"] == "web rolled back to r0 by hand; it passed verification"
     assert done["fields"]["Now running"] == "r0, restored by the rollback and healthy"
+
+
+def test_the_health_message_is_one_redacted_inert_bounded_line() -> None:
+    """The app's words are outside data: its secrets masked, its escapes shown as text, on
+    one line; a page's body and an HTML error page are not a health message."""
+    from vigil.conditions import Observation, evaluate_all, parse_condition
+    from vigil.deploy.verdict import SAID_CHARS, classify_http
+
+    raw = "db down: postgresql://app:s3cretpw@db/app \x1b[2J\x1b]8;;https://evil\x07\nnext " + (
+        "x" * 400
+    )
+    assert "s3cretpw" in raw and "\x1b" in raw and "\n" in raw  # what must not get through
+    body = json.dumps({"status": "error", "error": {"message": raw}}).encode()
+    conditions = [parse_condition("[STATUS] == 200")]
+
+    def said(check: str, status: int, content: bytes) -> str:
+        obs = Observation(status=status, body=content, response_time=0.01)
+        return classify_http(check, "http://app/health", obs, evaluate_all(conditions, obs)).said
+
+    message = said("health", 503, body)
+    assert message.startswith("db down: postgresql://app:***@db/app \\x1b[2J")
+    assert "s3cretpw" not in message and "\x1b" not in message and "\n" not in message
+    assert len(message) == SAID_CHARS and message.endswith("…")
+    assert said("health", 502, b"upstream timed out\n") == "upstream timed out"
+    assert said("health", 500, b"<html><h1>500</h1></html>") == ""
+    assert said("page", 500, body) == ""
+    assert said("health", 200, body) == "", "a passing check has nothing to say"

@@ -342,7 +342,7 @@ def test_a_bad_commit_is_rolled_back_by_moving_the_branch_and_the_next_pull_depl
     assert layout.app.wait_serving(g1) == g1
     alert = webhook_receiver.json_bodies()[-1]
     details = "\n".join(alert["details"])
-    assert f"Rolled back to {g1}: the newest release that passed verification" in details
+    assert f"Rollback to {g1}: the newest release that passed verification" in details
     assert f"branch main moved from {bad[:12]} to {g1[:12]}, the working tree on main" in details
     assert "The app's health said: database migrations missing" in details
     assert alert["fields"]["Now running"] == f"{g1}, restored by the rollback and healthy"
@@ -380,7 +380,7 @@ def test_first_day_a_pull_deploy_is_rolled_back_to_the_commit_before_it_from_the
     layout.app.wait_serving(g1)
     details = "\n".join(webhook_receiver.json_bodies()[-1]["details"])
     assert (
-        f"Rolled back to {g1}: the commit before the deploy, from HEAD's reflog (HEAD@{{1}}: "
+        f"Rollback to {g1}: the commit before the deploy, from HEAD's reflog (HEAD@{{1}}: "
         "clone: from "
     ) in details
     assert "; no verified commit on record" in details

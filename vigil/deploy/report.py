@@ -216,7 +216,7 @@ class DeployRun:
             lines.append(decision)
         if self.rollback is not None and self.rollback.plan.why:
             plan = self.rollback.plan
-            lines.append(f"Rolled back to {plan.to_release}: {plan.why}")
+            lines.append(f"Rollback to {plan.to_release}: {plan.why}")
         if self.rollback is not None:
             lines += [f"Rollback step: {step.line()}" for step in self.rollback.steps]
             failure = self.rollback.failure()
