@@ -153,16 +153,15 @@ def _choose(
         if _commit(repo, request.to) is None:
             return None, "", f"{request.to!r} is not a commit in {repo}"
         return request.to, "asked for with --to", ""
-    refused = {commit for r in request.refused if (commit := _commit(repo, r))}
-    bad = {head, release} | refused
 
-    def usable(good: str) -> bool:
+    def usable(good: str) -> bool:  # known-good releases are never refused ones
         commit = _commit(repo, good)
-        return commit is not None and commit not in bad
+        return commit is not None and commit not in (head, release)
 
     good = newest_usable(request.known_good, usable, ())
     if good is not None:
         return good, "the newest release that passed verification", ""
+    refused = {commit for r in request.refused if (commit := _commit(repo, r))}
     before = _before_deploy(repo, head, release, refused)
     if before is not None:
         return before[0], before[1], ""
