@@ -38,8 +38,12 @@ _NAME_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 # A cheap first look for a credential-like name: any name holding one of the words.
 _CANDIDATE = r"pass|pwd|secret|token|key|auth|credential|sig|session|cookie|dsn|jwt|bearer"
 
+# Every pattern below is linear in the text's length: a match may only start where a run of
+# name characters starts (the lookbehinds), and runs are taken possessively (`*+`, `++`), so
+# a hostile 1 MB body of letters or digits costs one pass, not one pass per character.
 _URL_PASSWORD = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]+)@"
+    r"(?<![a-zA-Z0-9+.\-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*+://)"
+    r"(?P<user>[^:/@\s]*+):(?P<pw>[^@\s/]++)@"
 )
 _SLACK_WEBHOOK = re.compile(
     r"(hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_\-]+"
@@ -49,7 +53,7 @@ _SLACK_TOKEN = re.compile(r"\b(xox[abposr]|xapp)-[A-Za-z0-9\-]+")
 # (quoted or bare); masked when the name is a credential's (`is_credential_name`).
 _SECRET_PAIR = re.compile(
     rf"""(?ix)
-    (?P<name>["']?(?P<bare>[\w.\-]*(?:{_CANDIDATE})[\w.\-]*)["']?\s*(?:=|:)\s*)
+    (?P<name>["']?(?<![\w.\-])(?=[\w.\-]*?(?:{_CANDIDATE}))(?P<bare>[\w.\-]++)["']?\s*(?:=|:)\s*)
     (?P<quote>["'])?
     (?!(?:[a-z]+\s+)?\*\*\*)
     (?P<value>(?(quote)[^"'\r\n]+|[^&\s'",;}}\]]+))
