@@ -136,6 +136,7 @@ def verify_release(store: Store, target: str, deploy: DeployTarget, run: DeployR
     run.replaced = live if live != release else None
     good = tuple(records.known_good(history, [release]))
     refused = tuple(sorted(records.taken_away(history) - {release}))
+    run.known_good = good
     run.plan = _plan(deploy, RollbackRequest(target, release, None, good, refused))
     run.refusal = _refusal(target, run.plan, history, release)
     _warn_if_not_live(target, release, run.plan)
@@ -169,7 +170,7 @@ def rollback_by_hand(
     good = tuple(records.known_good(history, [current]))
     refused = tuple(sorted(records.taken_away(history) - {current} if current else set()))
     plan = plan_rollback(rollback, RollbackRequest(target, current, to, good, refused))
-    run.release, run.plan = plan.from_release, plan
+    run.release, run.plan, run.known_good = plan.from_release, plan, good
     if not plan.problem:
         restore(store, target, deploy, rollback, plan, run, plan.from_release)
 
@@ -195,7 +196,11 @@ def restore(
     )
     with _recorded(store, record_id, run, started, run.rollback_verdict, lambda: "interrupted"):
         run.stage = "rollback"
+        log = get_run_logger()
+        log.info("rolling back to %s: %s", plan.to_release, plan.why or plan.describe())
         run.rollback = roll_back(rollback, plan)
+        for step in run.rollback.steps:
+            log.info("rollback step %s", step.line())
         if run.rollback.ok:
             run.stage = "re-verification"
             run.rollback_window = watch(

@@ -317,3 +317,14 @@ def rollback(config: str, to: str | None = None, *, target: str = "web") -> Stat
     state = deploy_rollback(target, to=to, config_path=config, return_state=True)
     assert isinstance(state, State)
     return state
+
+
+def slack_text(body: Any) -> str:
+    """Every text of a Slack message (fallback, header, fields, details), joined."""
+    if isinstance(body, dict):
+        return "\n".join(
+            slack_text(v) for k, v in body.items() if k in ("text", "blocks", "fields")
+        )
+    if isinstance(body, list):
+        return "\n".join(slack_text(item) for item in body)
+    return body if isinstance(body, str) else ""

@@ -133,7 +133,7 @@ def test_failing_rollback_command_is_rollback_failed_and_critical(
     assert state.is_failed() and state.name == "RollbackFailed"
     deploy, attempt = records(store_file)
     assert deploy.verdict == "rollback_failed"
-    assert (attempt.kind, attempt.verdict) == ("rollback", "failed")
+    assert (attempt.kind, attempt.verdict) == ("rollback", "not_restored")
     assert "401 Unauthorized" in (deploy.detail or "")
     [alert] = webhook_receiver.json_bodies()
     assert alert["severity"] == "critical"

@@ -496,6 +496,33 @@ def body_status(obs: Observation) -> str | None:
     return status.lower() if isinstance(status, str) else None
 
 
+# Where health endpoints put their own words about what is wrong, most specific first:
+# `{"message": ...}`, `{"error": ...}` (a string, or an object with a message), the IETF
+# health draft's `output`, `detail`/`reason`/`description`.
+_MESSAGE_KEYS = ("message", "error", "output", "detail", "details", "reason", "description")
+
+
+def body_message(obs: Observation) -> str | None:
+    """What a health body says about itself in words (`{"status": "error", "message":
+    "database migrations missing"}`), or a short text body; raw outside text, to be made
+    inert by whoever shows it."""
+    data = obs._parsed_body()
+    if isinstance(data, dict):
+        for key in _MESSAGE_KEYS:
+            value = data.get(key)
+            if isinstance(value, dict):
+                value = next(
+                    (value[k] for k in _MESSAGE_KEYS if isinstance(value.get(k), str)), None
+                )
+            if isinstance(value, str) and value.strip():
+                return value
+        return None
+    if data is not _NOT_JSON:
+        return None
+    text = obs._body_text()
+    return text if text and not text.startswith("<") else None
+
+
 def _evaluate(cond: Condition, obs: Observation) -> tuple[bool, str]:
     if cond.other is not None:
         return _evaluate_pair(cond, cond.other, obs)

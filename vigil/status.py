@@ -49,7 +49,7 @@ RUNNING = "running"
 # Deploy verdicts (vigil.deploy): a rolled-back release, and a rollback that failed too.
 ROLLED_BACK, ROLLBACK_FAILED = "rolled_back", "rollback_failed"
 BAD_VERDICTS = frozenset(
-    {"failed", ROLLED_BACK, ROLLBACK_FAILED, "interrupted", "rollback_interrupted"}
+    {"failed", ROLLED_BACK, ROLLBACK_FAILED, "interrupted", "rollback_interrupted", "not_restored"}
 )
 STALE_SWEEPS = 3
 MIN_STALE = timedelta(minutes=5)

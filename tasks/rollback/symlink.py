@@ -55,7 +55,7 @@ def execute(config: SymlinkRollback, plan: RollbackPlan) -> RollbackResult:
     steps = [switched]
     if switched.ok and config.restart:
         steps.append(run_command(config.restart, timeout=deadline.left(), cwd=link.parent))
-    return RollbackResult(plan, tuple(steps))
+    return RollbackResult(plan, tuple(steps), unchanged=not switched.ok)
 
 
 def _choose(request: RollbackRequest, names: list[str], current: str) -> tuple[str | None, str]:

@@ -46,6 +46,9 @@ every measurement in `deploy_measurements`. A release was *rolled back* when a d
 about it ended `rolled_back` or `rollback_failed`, or a rollback row names it as
 `previous_release` (the release rolled back from). The releases known to be good, newest
 first, are those whose newest verification passed and that were not rolled back afterwards.
+A rollback whose steps failed (a checkout git refused, a failing restart) is recorded
+`not_restored`: it never put its release in place, so it says nothing about that release
+or about what runs now.
 vigil never rolls back automatically a release that a rollback put in place: when the newest
 records about the target all concern the release being verified and one of them is a
 rollback to it, a failed verification alerts instead of rolling back again.

@@ -20,6 +20,10 @@ ROLLED_BACK_VERDICTS = frozenset({"rolled_back", "rollback_failed", "rollback_in
 # A verification that did not finish (SIGTERM, cancellation, a crash) says nothing about
 # its release: it neither makes it good nor takes it away.
 UNFINISHED_VERDICTS = frozenset({"running", "interrupted"})
+# A rollback whose steps failed (a checkout git refused, a failing restart) never put its
+# release in place, so its row says nothing about that release either, nor about what runs.
+NOT_RESTORED = "not_restored"
+SAYS_NOTHING = UNFINISHED_VERDICTS | {NOT_RESTORED}
 CLEAN, DEGRADED = "passed", "degraded"
 HISTORY_ROWS = 200
 
@@ -48,7 +52,7 @@ def known_good(
     degraded: list[str] = []
     for record in records:
         release = record.release
-        if not release or release in seen or record.verdict in UNFINISHED_VERDICTS:
+        if not release or release in seen or record.verdict in SAYS_NOTHING:
             continue
         seen.add(release)
         if release in skip:
@@ -77,7 +81,7 @@ def taken_away(records: Sequence[DeployVerification]) -> set[str]:
 def live_release(records: Sequence[DeployVerification]) -> str | None:
     """What the records say runs now: the release of the newest verification (a rollback's
     row names the release it restored)."""
-    return records[0].release if records else None
+    return next((r.release for r in records if r.verdict != NOT_RESTORED), None)
 
 
 def rollback_refusal(records: Sequence[DeployVerification], release: str) -> str | None:
@@ -184,7 +188,7 @@ def _rolled_back_release(record: DeployVerification) -> str | None:
     """The release this record says was taken away, if it says so (an interrupted manual
     rollback says nothing: it may never have switched)."""
     if record.kind == "rollback":
-        return record.previous_release if record.verdict != "interrupted" else None
+        return record.previous_release if record.verdict not in SAYS_NOTHING else None
     if record.verdict in ROLLED_BACK_VERDICTS:
         return record.release
     return None

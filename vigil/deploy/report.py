@@ -11,13 +11,14 @@ through `vigil.boundary`.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from vigil import boundary
 from vigil.alert import Alert, Severity
-from vigil.deploy.history import VerificationKind
+from vigil.deploy.history import NOT_RESTORED, VerificationKind
 from vigil.deploy.rollback import RollbackPlan, RollbackResult
 from vigil.deploy.verdict import Measurement, VerificationWindow
 from vigil.durations import format_duration
@@ -53,6 +54,7 @@ class DeployRun:
     seconds: float = 0.0
     replaced: str | None = None  # the release running before this one, by the records
     stage: str = "verification"  # verification, rollback, re-verification: where it is
+    known_good: tuple[str, ...] = ()  # rollback targets, newest first: for the next step
 
     @property
     def subject(self) -> str:
@@ -80,6 +82,8 @@ class DeployRun:
 
     def rollback_verdict(self) -> str:
         """The rollback record's own verdict: did the restored release pass verification?"""
+        if self.rollback is not None and not self.rollback.ok:
+            return NOT_RESTORED  # never put in place: says nothing about the release
         window = self.rollback_window
         if window is None or not window.passed:
             return "failed"
@@ -104,11 +108,12 @@ class DeployRun:
 
     def headline(self) -> str:
         verdict, to = self.verdict(), self.to_release
+        failed = f"rollback to {to} FAILED{self._how_it_failed()}"
         if self.kind == "rollback":
             if verdict == "rolled_back":
                 return f"{self.target} rolled back to {to} by hand; it passed verification"
-            return f"{self.target}: rollback to {to} FAILED"
-        replaced = f" (replacing {self.replaced})" if self.replaced else ""
+            return f"{self.target}: {failed}"
+        replaced = f" (replaced {self.replaced})" if self.replaced else ""
         return {
             "passed": f"{self.subject} passed verification{replaced}",
             "degraded": f"{self.subject} passed (degraded): no measurement was Successful, "
@@ -116,8 +121,86 @@ class DeployRun:
             "dry_run": f"{self.subject} failed verification (dry run: nothing rolled back)",
             "failed": f"{self.subject} failed verification; NOT rolled back",
             "rolled_back": f"{self.subject} failed verification; rolled back to {to}",
-            "rollback_failed": f"{self.subject} failed verification; rollback to {to} FAILED",
+            "rollback_failed": f"{self.subject} failed verification; {failed}",
         }[verdict]
+
+    def _how_it_failed(self) -> str:
+        if self.rollback is None:
+            return ""
+        if self.rollback.ok:
+            return f": {self.to_release} is now running and unhealthy"
+        if self.rollback.unchanged:
+            return f": nothing was changed, {self._rolled_from()} still runs"
+        return ""
+
+    def _rolled_from(self) -> str:
+        plan = self.rollback.plan if self.rollback else self.plan
+        return (plan.from_release if plan else None) or self.release or "the release"
+
+    def now_running(self) -> str:
+        """What runs on the target now, as far as this run knows, and in what health."""
+        verdict, to = self.verdict(), self.to_release
+        if verdict in ("passed", "degraded"):
+            return f"{self.release}, healthy" + (" but degraded" if verdict == "degraded" else "")
+        if self.rollback is None:
+            why = "dry run: nothing rolled back" if self.dry_run else "not rolled back"
+            return f"{self.release}, failing its verification ({why})"
+        window = self.rollback_window
+        if verdict == "rolled_back":
+            health = "degraded" if window is not None and window.degraded else "healthy"
+            return f"{to}, restored by the rollback and {health}"
+        if self.rollback.ok:
+            return f"{to}, restored by the rollback and unhealthy: it failed its own verification"
+        if self.rollback.unchanged:
+            return f"{self._rolled_from()}, unchanged: the rollback to {to} changed nothing"
+        return (
+            f"unknown: the rollback to {to} stopped half-way, so {self._rolled_from()}, {to} "
+            "or neither may be running; check the target"
+        )
+
+    def next_step(self) -> tuple[str, str] | None:
+        """(what to do next, the command that does it), or None when nothing is to do."""
+        verdict, target = self.verdict(), shlex.quote(self.target)
+        to = self.plan.to_release if self.plan else None
+        by_hand = f"vigil rollback {target} --to RELEASE"
+        if verdict in ("passed", "degraded") or self.state_name() is None:
+            return None
+        if verdict == "rolled_back":
+            return (
+                f"ship a fixed release ({self.release} stays refused by `vigil deploy-gate`), "
+                "then verify it",
+                f"vigil verify-deploy {target} --release NEW_RELEASE",
+            )
+        if self.rollback is None:
+            if self.plan is None:
+                return None
+            if to is None:
+                return "roll back by hand to a release you know is good", by_hand
+            what = "roll back for real" if self.dry_run else "roll back by hand"
+            return what, f"vigil rollback {target} --to {shlex.quote(to)}"
+        if self.rollback.ok:
+            further = [g for g in self.known_good if g not in (to, self.release)]
+            if not further:
+                return (
+                    f"{to} is unhealthy too and no other release passed verification: fix "
+                    "forward, or roll back by hand to a release you know is good",
+                    by_hand,
+                )
+            return (
+                f"{to} is unhealthy too: roll back further, to {further[0]}, the next release "
+                "that passed verification",
+                f"vigil rollback {target} --to {shlex.quote(further[0])}",
+            )
+        if self.rollback.next_step:
+            return (
+                "get past what blocked the rollback, then roll back again",
+                self.rollback.next_step,
+            )
+        failure = self.rollback.failure() or "the failing step"
+        return (
+            f"fix what failed ({failure}), then roll back again",
+            f"vigil rollback {target} --to {shlex.quote(to or 'RELEASE')}",
+        )
 
     def lines(self) -> list[str]:
         """The story in the order people need it: why, what was done, how that went."""
@@ -126,10 +209,14 @@ class DeployRun:
             lines.append(f"Verification of {self.release}: {self.window.verdict.reason}")
             if not self.window.passed:
                 lines += [f"Failing check: {line}" for line in self.window.deciding_problems()]
+                lines += self.window.deciding_said()
                 lines += self.window.deciding_logs()
         decision = self._decision()
         if decision:
             lines.append(decision)
+        if self.rollback is not None and self.rollback.plan.why:
+            plan = self.rollback.plan
+            lines.append(f"Rollback to {plan.to_release}: {plan.why}")
         if self.rollback is not None:
             lines += [f"Rollback step: {step.line()}" for step in self.rollback.steps]
             failure = self.rollback.failure()
@@ -143,7 +230,13 @@ class DeployRun:
             if not self.rollback_window.passed:
                 problems = self.rollback_window.deciding_problems()
                 lines += [f"Still failing: {line}" for line in problems]
+                lines += self.rollback_window.deciding_said()
                 lines += self.rollback_window.deciding_logs()
+        if self.verdict() not in ("passed", "degraded"):
+            lines.append(f"Now running: {self.now_running()}")
+        step = self.next_step()
+        if step is not None:
+            lines.append(f"Next step: {step[0]}: `{step[1]}`")
         return lines
 
     def _decision(self) -> str | None:
@@ -153,7 +246,8 @@ class DeployRun:
         if self.refusal is not None:
             return f"Not rolled back: {self.refusal}"
         if self.dry_run and self.plan is not None:
-            return f"Would do: {self.plan.describe()}"
+            why = f" ({self.plan.to_release}: {self.plan.why})" if self.plan.why else ""
+            return f"Would do: {self.plan.describe()}{why}"
         return None
 
     def message(self) -> str:
@@ -192,6 +286,10 @@ class DeployRun:
         elif self.dry_run and self.refusal is None and self.plan is not None:
             fields["Would roll back to"] = self.to_release
         fields["Rollback restored health"] = self.rollback_healthy()
+        fields["Now running"] = self.now_running()
+        step = self.next_step()
+        if step is not None:
+            fields["Next step"] = step[1]
         fields["Duration"] = format_duration(self.seconds)
         lines = self.lines()
         return Alert(
@@ -217,6 +315,8 @@ class DeployRun:
             "message": self.message(),
             "rolled_back_to": self.plan.to_release if self.plan and self.rollback else None,
             "rollback_healthy": self.rollback_healthy(),
+            "now_running": self.now_running(),
+            "next_step": step[1] if (step := self.next_step()) else None,
             "measurements": len(self.window.measurements) if self.window else 0,
             "rollback_measurements": (
                 len(self.rollback_window.measurements) if self.rollback_window else 0

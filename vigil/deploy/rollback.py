@@ -47,7 +47,8 @@ class RollbackRequest:
 
 @dataclass(frozen=True)
 class RollbackPlan:
-    """What a rollback would do, in words; `problem` says why it cannot be done at all."""
+    """What a rollback would do, in words; `problem` says why it cannot be done at all,
+    `why` where the release to restore came from (the records, `--to`, git's reflog...)."""
 
     strategy: str
     target: str
@@ -55,6 +56,7 @@ class RollbackPlan:
     to_release: str | None
     actions: tuple[str, ...]
     problem: str | None = None
+    why: str = ""
 
     def describe(self) -> str:
         if self.problem:
@@ -64,10 +66,15 @@ class RollbackPlan:
 
 @dataclass(frozen=True)
 class RollbackResult:
-    """A plan as it was carried out: its steps, in order, up to the first that failed."""
+    """A plan as it was carried out: its steps, in order, up to the first that failed.
+    `unchanged`: the strategy knows its failed first step changed nothing (an atomic switch,
+    a checkout git refused), so what ran before still runs. `next_step`: the command the
+    strategy knows gets past its failure (stash the changes that blocked a checkout...)."""
 
     plan: RollbackPlan
     steps: tuple[StepRun, ...]
+    unchanged: bool = False
+    next_step: str | None = None
 
     @property
     def ok(self) -> bool:

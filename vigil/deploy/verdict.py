@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from vigil.conditions import ConditionResult, Observation, body_status
+from vigil import boundary
+from vigil.conditions import ConditionResult, Observation, body_message, body_status
 from vigil.config import DeployTarget
 from vigil.durations import format_duration
 from vigil.monitoring import verdict as monitor_verdict
@@ -25,6 +26,8 @@ _WORST_FIRST: tuple[MeasurementClass, ...] = (FAILED, ERROR, INCONCLUSIVE, SUCCE
 WindowStatus = Literal["running", "passed", "failed"]
 # Exit codes with which /bin/sh says it could not run the command at all.
 SHELL_COULD_NOT_RUN = frozenset({126, 127})
+# The app's own words from its health body: one line, enough to say what is wrong.
+SAID_CHARS = 300
 
 
 # --- one check, one measurement ------------------------------------------------------------
@@ -44,6 +47,8 @@ class CheckReading:
     restarts: int | None = None
     log_tail: str = ""
     log_path: str = ""
+    # What the health body said about itself when the check was not Successful (inert).
+    said: str = ""
 
     @property
     def label(self) -> str:
@@ -63,6 +68,7 @@ class CheckReading:
             "problems": list(self.problems),
             **({"restarts": self.restarts} if self.restarts is not None else {}),
             **({"log_tail": self.log_tail, "log_path": self.log_path} if self.log_tail else {}),
+            **({"said": self.said} if self.said else {}),
         }
 
 
@@ -95,8 +101,20 @@ def classify_http(
     problems = tuple(r.detail for r in results if not r.ok)
     word = monitor_verdict(list(results), obs)
     if word == "degraded" and check == "health":
-        return CheckReading(check, url, INCONCLUSIVE, seen, problems)
-    return CheckReading(check, url, FAILED if problems else SUCCESSFUL, seen, problems)
+        return CheckReading(check, url, INCONCLUSIVE, seen, problems, said=_said(obs))
+    if problems:
+        said = _said(obs) if check == "health" else ""
+        return CheckReading(check, url, FAILED, seen, problems, said=said)
+    return CheckReading(check, url, SUCCESSFUL, seen)
+
+
+def _said(obs: Observation) -> str:
+    """The health body's own message, inert and redacted, on one bounded line."""
+    message = body_message(obs)
+    if not message:
+        return ""
+    line = " ".join(boundary.inert(message).split())
+    return line if len(line) <= SAID_CHARS else line[: SAID_CHARS - 1] + "…"
 
 
 def classify_process(
@@ -309,6 +327,13 @@ class VerificationWindow:
                     lines += [f"  | {line}" for line in check.log_tail.splitlines()]
             return lines
         return lines
+
+    def deciding_said(self) -> list[str]:
+        """What the app's health body said in the deciding measurement, as alert lines."""
+        for measurement in reversed(self.measurements):
+            if measurement.verdict != SUCCESSFUL:
+                return [f"The app's health said: {c.said}" for c in measurement.checks if c.said]
+        return []
 
     def deciding_problems(self) -> list[str]:
         """The checks that were not Successful in the last measurement that had any: for a
