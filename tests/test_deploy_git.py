@@ -20,7 +20,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy_helpers import APP, LocalApp, rollback, slack_text, verify, write_config
+from tests.deploy_helpers import (
+    APP,
+    BOOT_SECONDS,
+    LocalApp,
+    rollback,
+    slack_text,
+    verify,
+    write_config,
+)
 from tests.fixtures.pm2 import SERVER, Pm2App
 from tests.fixtures.receivers import HttpReceiver
 from vigil.deploy import history
@@ -55,7 +63,7 @@ def identify(repo: Path) -> None:
 
 
 def commit(repo: Path, mode: str, message: str) -> str:
-    (repo / "app.py").write_text(APP.format(mode=mode) + f"# {message}\n")
+    (repo / "app.py").write_text(APP.format(mode=mode, boot=BOOT_SECONDS) + f"# {message}\n")
     git(repo, "add", "app.py")
     git(repo, "commit", "--quiet", "-m", message)
     return git(repo, "rev-parse", "HEAD")
