@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.conditions import ConditionResult
-from vigil.config import Config, Monitor
+from vigil.config import LOCAL, Config, Monitor
 from vigil.monitoring import MonitorVerdict
 from vigil.sweep.checks import MonitorCheck
 
@@ -80,6 +80,38 @@ class LocationView:
             silent=tuple(data.get("silent", ())),
             quorum=int(data.get("quorum", 1)),
         )
+
+
+@dataclass(frozen=True)
+class LocationRun:
+    """One run a located sweep starts: a location's probes, or one shard of them
+    (`locations.<name>.shards`). `slot` is its key in the sweep's store hand-over."""
+
+    location: str
+    shard: int
+    shards: int
+    slot: int
+
+    @property
+    def name(self) -> str:
+        """How logs and `silent_runs` name it: `eu-west`, or `eu-west shard 2/3`."""
+        if self.shards == 1:
+            return self.location
+        return f"{self.location} shard {self.shard + 1}/{self.shards}"
+
+
+def location_runs(config: Config, wanted: dict[str, list[Monitor]]) -> list[LocationRun]:
+    """The runs to start: for each location but `local` with monitors due, its shards (no
+    more than it has monitors, counted as its shard runs split them: all of them, due or
+    not, so parent and shards agree on who probes what)."""
+    runs: list[LocationRun] = []
+    for name, location in config.locations.items():
+        if name == LOCAL or not wanted.get(name):
+            continue
+        everyone = sum(name in config.locations_of(m) for m in config.monitors)
+        shards = max(1, min(location.shards, everyone))
+        runs += [LocationRun(name, i, shards, len(runs) + i) for i in range(shards)]
+    return runs
 
 
 _WORDS_START = tuple(f"{word} from " for word in _SAW.values())
