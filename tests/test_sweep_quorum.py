@@ -104,7 +104,15 @@ def test_a_failure_below_the_quorum_is_a_regional_warning_or_degraded() -> None:
     assert decision.after["api"].state == DEGRADED
     ok_decision = decide(config, judge(config, views_in)[0], {}, AT, views)
     assert ok_decision.after["api"].state == UP
-    assert ok_decision.after["api"].locations == views["api"].record()
+    assert ok_decision.after["api"].locations == {
+        **views["api"].record(),
+        "regional": {
+            "since": AT.isoformat(),
+            "count": 1,
+            "alerted_at": AT.isoformat(),
+            "failing": ["eu-west"],
+        },
+    }
     message = presentation.run_state(ok_decision, 0, []).message
     assert message.startswith("1 up, 1 down (strict down); failing from some locations: api")
 

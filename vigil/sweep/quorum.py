@@ -58,10 +58,21 @@ class LocationView:
         for verdict in ("failed", "degraded", "ok"):
             names = [name for name, seen in self.saw.items() if seen == verdict]
             if names:
-                parts.append(f"{_SAW[verdict]} from {_and(names)}")
+                parts.append(f"{_SAW[verdict]} from {and_names(names)}")
         if self.silent:
-            parts.append(f"no report from {_and(list(self.silent))}")
+            parts.append(f"no report from {and_names(list(self.silent))}")
         return ", ".join(parts)
+
+    def regional_words(self) -> str:
+        """`failing from eu-west only; up from us-east and ap-south`: a regional notice."""
+        parts = [f"failing from {and_names(self.failing)} only"]
+        for verdict in ("degraded", "ok"):
+            names = [name for name, seen in self.saw.items() if seen == verdict]
+            if names:
+                parts.append(f"{_SAW[verdict]} from {and_names(names)}")
+        if self.silent:
+            parts.append(f"no report from {and_names(list(self.silent))}")
+        return "; ".join(parts)
 
     def record(self) -> dict[str, Any]:
         """The JSON kept with the check and the monitor's state."""
@@ -126,7 +137,7 @@ def seen_from(cause: str | None) -> str | None:
     return head if head.startswith(_WORDS_START) else None
 
 
-def _and(names: list[str]) -> str:
+def and_names(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
