@@ -235,3 +235,12 @@ def test_incidents_and_the_report_say_where_an_outage_was_seen_from(store: Store
     assert "| DOWN from eu-west and us-east, up from ap-south |" in text
     assert seen_from("[STATUS] 503, expected < 400") is None
     assert seen_from(None) is None
+
+
+def test_silent_runs_name_the_runs_not_the_locations() -> None:
+    config = parse_config(CONFIG)
+    checks, missing, views = judge(config, {"us-east": {"api": 200, "strict": 200}})
+    decision = decide(config, checks, {}, AT, views)
+    state = presentation.run_state(decision, 0, missing, silent=["eu-west shard 2/2"])
+    assert state.summary["silent_runs"] == ["eu-west shard 2/2"]
+    assert state.summary["silent_locations"] == ["ap-south", "eu-west"]

@@ -58,11 +58,11 @@ def run_state(
         why = "a location did not report" if decision.locations else "a shard did not report"
         message += f"; {len(unchecked)} not checked ({why})"
         problem = problem or "Incomplete"
-    silent = sorted({loc for v in decision.locations.values() for loc in v.silent})
-    if silent:
-        summary["silent_locations"] = silent
-        message += f"; no report from {', '.join(silent)}"
     summary["silent_runs"] = list(silent or [])
+    unheard = sorted({loc for v in decision.locations.values() for loc in v.silent})
+    if unheard:
+        summary["silent_locations"] = unheard
+        message += f"; no report from {', '.join(unheard)}"
     if not_due:
         summary["not_due"] = not_due
         message += f"; {not_due} not due"
