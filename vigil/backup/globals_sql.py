@@ -53,13 +53,14 @@ class Statement:
 
     def head(self) -> str:
         """How to name the statement in a message without repeating what it holds (a
-        password): its leading keywords."""
+        password, a name): its leading keywords ("ALTER ROLE", "COMMENT ON ROLE")."""
         words = []
         for token in self.tokens:
             if token.kind != WORD:
                 break
             words.append(token.value.upper())
-        return " ".join(words[:3]) or "statement"
+        count = 3 if words[:1] in (["COMMENT"], ["SECURITY"]) else 2
+        return " ".join(words[:count]) or "statement"
 
 
 def statements(text: str) -> list[Statement]:
