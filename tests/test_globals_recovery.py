@@ -166,9 +166,7 @@ def backed(
             db.execute("INSERT INTO notes VALUES (1, 'a'), (2, 'b')")
             db.execute("ALTER TABLE notes ENABLE ROW LEVEL SECURITY")
             db.execute(
-                sql.SQL("CREATE POLICY mine ON notes TO {} USING (who = 'a')").format(
-                    _ident(group)
-                )
+                sql.SQL("CREATE POLICY mine ON notes TO {} USING (who = 'a')").format(_ident(group))
             )
             db.execute(sql.SQL("GRANT SELECT ON users TO {}").format(_ident(group)))
             db.execute(sql.SQL("ALTER TABLE monitors OWNER TO {}").format(_ident(owner)))
@@ -216,9 +214,7 @@ def no_createrole(pg_server_url: str) -> Iterator[str]:
             "(SELECT oid FROM pg_roles WHERE rolname = %s)",
             (name,),
         ).fetchall():
-            admin.execute(
-                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(_ident(str(database)))
-            )
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(_ident(str(database))))
         admin.execute(sql.SQL("DROP ROLE {}").format(_ident(name)))
 
 
@@ -304,9 +300,7 @@ def test_the_drill_recreates_the_roles_and_ends_complete(gone: Backed) -> None:
     assert set(existing(gone.server, gone.roles)) == set(gone.roles)
 
 
-def test_the_drill_names_the_roles_it_could_not_create(
-    gone: Backed, no_createrole: str
-) -> None:
+def test_the_drill_names_the_roles_it_could_not_create(gone: Backed, no_createrole: str) -> None:
     state, summary = run(
         dr_drill, config_path=gone.config(target_url=as_user(gone.server, no_createrole))
     )
