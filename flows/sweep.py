@@ -9,7 +9,7 @@ the delivery of alerts `tasks.notify`.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -19,7 +19,7 @@ from flows.sweep_locations import located_checks
 from flows.sweep_shards import fans_out, sharded_checks
 from tasks.notify import send_alert
 from tasks.probes.checks import check_here, fallbacks_serving
-from vigil import boundary
+from vigil import boundary, clock
 from vigil.alert import Alert
 from vigil.config import Config, Monitor, load_config
 from vigil.findings import Finding
@@ -36,7 +36,7 @@ from vigil.sweep.records import record_sweep, states_from_store
 
 
 def _run_name() -> str:
-    return "sweep " + datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    return "sweep " + clock.now().strftime("%Y-%m-%d %H:%M")
 
 
 @task(name="read monitor states", cache_policy=NO_CACHE)
@@ -108,12 +108,12 @@ def uptime_sweep(config_path: str | None = None) -> Any:
 def _sweep(config_path: str | None) -> Any:
     started = time.monotonic()
     config = load_config(config_path)
-    at = datetime.now(UTC)
+    at = clock.now()
     run_id = flow_run_id()
 
     before, monitors = _due(config, at)
     deadline = started + budget(monitors).total_seconds()
-    checks, unchecked, views = _checks(config, monitors, config_path, run_id, deadline, at)
+    checks, unchecked, views, silent = _checks(config, monitors, config_path, run_id, deadline, at)
     decision = decide(config, checks, before.result(), at, views)
     _tell(decision)
 
@@ -140,7 +140,7 @@ def _sweep(config_path: str | None) -> Any:
     if config.sweep.heartbeat_url:
         _heartbeat(config.sweep.heartbeat_url)
     state = presentation.run_state(
-        decision, sent, unchecked, not_due=len(config.monitors) - len(monitors)
+        decision, sent, unchecked, not_due=len(config.monitors) - len(monitors), silent=silent
     )
     return outcome(state.problem, state.summary, state.message, degraded=state.degraded)
 
@@ -161,17 +161,18 @@ def _checks(
     run_id: str | None,
     deadline: float,
     at: datetime,
-) -> tuple[list[MonitorCheck], list[Monitor], dict[str, LocationView]]:
+) -> tuple[list[MonitorCheck], list[Monitor], dict[str, LocationView], list[str]]:
     """The due monitors' checks, probed here, by the shards or from the locations; the
-    monitors nothing conclusive was seen of; and what each location saw."""
+    monitors nothing conclusive was seen of; what each location saw; and the runs (shards,
+    locations) that did not report."""
     if config.locations:
         return located_checks(config, monitors, run_id or "", deadline, at)
     if fans_out(config):
-        checks, unchecked = sharded_checks(
+        checks, unchecked, silent = sharded_checks(
             config, config_path, run_id or "", deadline, monitors, at
         )
-        return checks, unchecked, {}
-    return check_here(monitors, config, deadline), [], {}
+        return checks, unchecked, {}, silent
+    return check_here(monitors, config, deadline), [], {}, []
 
 
 def _tell(decision: SweepDecision) -> None:

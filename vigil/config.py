@@ -221,6 +221,9 @@ class Location(Model):
 
     pool: str | None = None
     queue: str | None = None
+    # How many runs share the location's monitors (on its pool and queue), merged into the
+    # location's one view before the quorum decides.
+    shards: int = Field(default=1, ge=1)
 
 
 LOCAL = "local"
@@ -815,6 +818,10 @@ def _location_errors(config: Config) -> list[str]:
             errors.append(f"locations.{LOCAL}: is the machine running the sweep; it has no pool")
         if name != LOCAL and not location.pool:
             errors.append(f"locations.{name}.pool: required (the work pool its workers poll)")
+        if name == LOCAL and location.shards > 1:
+            errors.append(
+                f"locations.{LOCAL}.shards: the sweep probes its local monitors itself, in one run"
+            )
     for i, monitor in enumerate(config.monitors):
         if (monitor.locations or monitor.quorum) and not config.locations:
             errors.append(f"monitors[{i}]: locations and quorum need `locations:` in the config")
@@ -1043,6 +1050,13 @@ def _check_url(value: str, schemes: tuple[str, ...], key: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
         raise ValueError(f"{key} {redact(value)!r} is not a {'/'.join(schemes)} URL")
+    if parts.netloc.count("@") > 1:
+        # Tools split such a URL differently (libpq at the first '@', Python at the last),
+        # so it connects nowhere: a password with '@' fails as an unknown host, retried.
+        raise ValueError(
+            f"{key} has more than one '@' before its host (not shown: it holds a password): "
+            "write an '@' inside the user or password as %40"
+        )
     return value
 
 
