@@ -176,8 +176,9 @@ def recover(
         database=recovery.database,
     )
     recovery.recovery_point = compared.recovery_point
-    recovery.restored = all(f.ok for f in compared.findings)
-    return compared.findings
+    found = [*compared.findings, *([fetched.globals] if fetched.globals else [])]
+    recovery.restored = all(f.ok for f in found)
+    return found
 
 
 @task(name="check fallbacks", cache_policy=NO_CACHE)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
+from tasks.codec import seal_bytes
 from tasks.pg import USER_SCHEMAS, connect, connection_args, find_tool, tail
 from tasks.storage import Storage, StorageError
 from tasks.storage.tasks import store_object
@@ -81,19 +83,30 @@ def target_roles(url: str) -> list[str]:
 
 
 def save_globals(
-    storage: Storage, database: Database, key: str, needed: list[str]
+    storage: Storage,
+    database: Database,
+    key: str,
+    needed: list[str],
+    recipients: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Save the server's globals under `key`; the manifest's `globals` entry. A failure is
-    recorded there (and fails the backup's verification), never loses the dump."""
+    """Save the server's globals under `key`, sealed for `recipients` like the dump when
+    backups are sealed (role names and password hashes are as sensitive as the data); the
+    manifest's `globals` entry. A failure is recorded there (and fails the backup's
+    verification), never loses the dump."""
     try:
         with connect(database.url, what=f"database {database.name!r}") as connection:
             roles, spaces = server_globals(connection)
         data, passwords = dump_globals(database)
-        stored = store_object(storage, key, data)
+        stored = store_object(storage, key, seal_bytes(data, recipients) if recipients else data)
     except (BackupError, StorageError, psycopg.Error, subprocess.SubprocessError) as exc:
         return globals_entry(
             None, roles=[], tablespaces=[], passwords=False, needed=needed, error=error_line(exc)
         )
     return globals_entry(
-        stored, roles=roles, tablespaces=spaces, passwords=passwords, needed=needed
+        stored,
+        roles=roles,
+        tablespaces=spaces,
+        passwords=passwords,
+        needed=needed,
+        sealed_for=recipients,
     )

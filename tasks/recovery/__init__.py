@@ -196,6 +196,8 @@ def recover(
         privileges=owners,
     )
     report.findings, report.recovery_point = compared.findings, compared.recovery_point
+    if fetched.globals is not None:
+        report.findings = [*report.findings, fetched.globals]
     report.check_s = time.monotonic() - checked
     report.total_s = time.monotonic() - started
     return report
