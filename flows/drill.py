@@ -158,7 +158,7 @@ def recover(
         setting="drill.identity",
     )
     recovery.snapshot_at = datetime.fromisoformat(fetched.manifest["snapshot"]["taken_at"])
-    found.append(restore_globals(admin, storage, recovery.database, fetched.manifest))
+    found.append(restore_globals(admin, fetched, recovery.database))
     name = drill.drill_name(recovery.database, datetime.now(UTC))
     scratch.create_database(admin, name)
     recovery.restored_as = name
@@ -186,15 +186,17 @@ def recover(
     recovery.restored = all(f.ok for f in found)
 
 
-def restore_globals(
-    admin: Any, storage: Storage, database: str, manifest: dict[str, Any]
-) -> Finding:
-    """The backup's roles on the rehearsal server; failed naming the roles the database
-    needs that are still missing (a user without CREATEROLE)."""
-    applied = engine.apply_saved_globals(storage, manifest, admin)
+def restore_globals(admin: Any, fetched: engine.Fetched, database: str) -> Finding:
+    """The backup's roles on the rehearsal server; failed when the saved globals did not
+    read back (a real recovery could not recreate its roles either) or when roles the
+    database needs are still missing (a user without CREATEROLE), naming them."""
+    applied = engine.apply_saved_globals(fetched, admin)
     for line in applied.lines():
         story().info("restore %s: %s", database, line)
+    if fetched.globals is not None and not fetched.globals.ok:
+        return fetched.globals
     present = [str(r[0]) for r in admin.execute("SELECT rolname FROM pg_roles")]
+    manifest = fetched.manifest
     return applied.finding(manifest, missing_roles(manifest, present), "the rehearsal server")
 
 

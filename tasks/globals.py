@@ -5,15 +5,16 @@ judgement and wording are `vigil.backup.globals`."""
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
+from tasks.codec import seal_bytes
 from tasks.pg import USER_SCHEMAS, connect, connection_args, find_tool, tail
-from tasks.storage import Storage, StorageError, read_bytes
+from tasks.storage import Storage, StorageError
 from tasks.storage.tasks import store_object
 from vigil.backup.globals import GlobalsApplied, globals_entry
 from vigil.backup.globals_sql import Classified, GlobalsSyntaxError, read_globals
@@ -83,42 +84,33 @@ def target_roles(url: str) -> list[str]:
 
 
 def save_globals(
-    storage: Storage, database: Database, key: str, needed: list[str]
+    storage: Storage,
+    database: Database,
+    key: str,
+    needed: list[str],
+    recipients: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Save the server's globals under `key`; the manifest's `globals` entry. A failure is
-    recorded there (and fails the backup's verification), never loses the dump."""
+    """Save the server's globals under `key`, sealed for `recipients` like the dump when
+    backups are sealed (role names and password hashes are as sensitive as the data); the
+    manifest's `globals` entry. A failure is recorded there (and fails the backup's
+    verification), never loses the dump."""
     try:
         with connect(database.url, what=f"database {database.name!r}") as connection:
             roles, spaces = server_globals(connection)
         data, passwords = dump_globals(database)
-        stored = store_object(storage, key, data)
+        stored = store_object(storage, key, seal_bytes(data, recipients) if recipients else data)
     except (BackupError, StorageError, psycopg.Error, subprocess.SubprocessError) as exc:
         return globals_entry(
             None, roles=[], tablespaces=[], passwords=False, needed=needed, error=error_line(exc)
         )
     return globals_entry(
-        stored, roles=roles, tablespaces=spaces, passwords=passwords, needed=needed
+        stored,
+        roles=roles,
+        tablespaces=spaces,
+        passwords=passwords,
+        needed=needed,
+        sealed_for=recipients,
     )
-
-
-def read_saved_globals(storage: Storage, manifest: dict[str, Any]) -> str:
-    """The globals file saved with this backup, proven against the manifest's checksum;
-    BackupError saying why when there is none to apply."""
-    entry = ((manifest.get("globals") or {}).get("file")) or None
-    if entry is None:
-        reason = (manifest.get("globals") or {}).get("error") or "none was saved with this backup"
-        raise BackupError(f"no saved globals: {reason}")
-    try:
-        data = read_bytes(storage, entry["key"])
-    except StorageError as exc:
-        raise BackupError(
-            f"the saved globals at {entry['location']} are unreadable: {exc}"
-        ) from None
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise BackupError(
-            f"the saved globals at {entry['location']} do not match their manifest's checksum"
-        )
-    return data.decode("utf-8", errors="replace")
 
 
 def apply_globals(

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vigil.backup.manifest import StoredFile
+from vigil.backup.sealing import AGE, sealed_for
 from vigil.recovery import Finding
 
 
@@ -24,12 +25,18 @@ def globals_entry(
     passwords: bool,
     needed: Sequence[str],
     error: str | None = None,
+    sealed_for: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The manifest's `globals`: the saved file (None when it could not be made, with the
-    reason), the server's roles and tablespaces, whether role passwords are in it, and the
-    roles the database's objects refer to."""
+    reason; sealed with age for `sealed_for` when backups are sealed), the server's roles
+    and tablespaces, whether role passwords are in it, and the roles the database's
+    objects refer to."""
+    file = None
+    if stored:
+        sealed = {"encoding": [AGE], "recipients": list(sealed_for)} if sealed_for else {}
+        file = {**asdict(stored), **sealed}
     return {
-        "file": asdict(stored) if stored else None,
+        "file": file,
         "error": error,
         "roles": sorted(roles),
         "tablespaces": sorted(tablespaces),
@@ -48,10 +55,15 @@ def missing_roles(manifest: dict[str, Any], present: Iterable[str]) -> list[str]
 def missing_roles_problem(manifest: dict[str, Any], missing: Sequence[str]) -> str:
     """What to do about them, naming the saved globals when there are some."""
     names = ", ".join(missing)
-    saved = ((manifest.get("globals") or {}).get("file") or {}).get("location")
+    file = (manifest.get("globals") or {}).get("file") or {}
+    saved = file.get("location")
+    run = (
+        "open it with `age -d -i KEY FILE`, review it and `psql -f` it on the target server"
+        if sealed_for(file)
+        else "`psql -f` it on the target server, after reviewing it"
+    )
     how = (
-        f"create them from the roles saved with the backup ({saved}: `psql -f` it on the "
-        "target server, after reviewing it)"
+        f"create them from the roles saved with the backup ({saved}: {run})"
         if saved
         else "create them on the target server"
     )
