@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -32,7 +32,7 @@ from tasks.snapshot import take_snapshot
 from tasks.storage import Storage, StorageError, open_storage
 from tasks.storage.configs import config_archive
 from tasks.storage.tasks import apply_retention, store_object
-from vigil import boundary
+from vigil import boundary, clock
 from vigil.backup.catalog import (
     candidates,
     find_backup,
@@ -70,11 +70,7 @@ def _run_name() -> str:
     from prefect.runtime import flow_run
 
     database = flow_run.parameters.get("database")
-    return (
-        f"backup {database}"
-        if database
-        else "daily-backup " + datetime.now(UTC).strftime("%Y-%m-%d")
-    )
+    return f"backup {database}" if database else "daily-backup " + clock.now().strftime("%Y-%m-%d")
 
 
 @flow(name="daily-backup", flow_run_name=_run_name, log_prints=False)
@@ -136,7 +132,7 @@ def make_backup(
             name,
             status=FAILED,
             error=result.error,
-            completed_at=datetime.now(UTC),
+            completed_at=clock.now(),
             duration_s=result.seconds,
         )
         return result
@@ -150,7 +146,7 @@ def make_backup(
         store,
         name,
         status=SUCCEEDED,
-        completed_at=datetime.now(UTC),
+        completed_at=clock.now(),
         size_bytes=dumped["size_bytes"],
         sha256=dumped["sha256"],
         location=dumped["location"],
@@ -250,7 +246,7 @@ def check_backup(
         database,
         previous_size=previous_size(store, database.name, created),
         max_age=config.backup.max_age,
-        now=datetime.now(UTC),
+        now=clock.now(),
     )
     record_verification(store, verification)
     finish_record(store, verification.backup_id, verified=verification.passed)
@@ -315,10 +311,10 @@ def unique_start(store: Store, database: str) -> datetime:
     """Now, to the second, unused by another backup of the database (ids are per second;
     the lock makes this check race-free)."""
     while True:
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = clock.now().replace(microsecond=0)
         if find_backup(store, backup_id(database, now)) is None:
             return now
-        time.sleep(1.05 - datetime.now(UTC).microsecond / 1e6)
+        time.sleep(1.05 - clock.now().microsecond / 1e6)
 
 
 def backup_lock(store: Store, database: str, timeout: timedelta) -> AbstractContextManager[None]:

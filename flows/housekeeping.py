@@ -11,14 +11,13 @@ catches up.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import SQLAlchemyError
 
-from vigil import boundary
+from vigil import boundary, clock
 from vigil.config import Config, load_config
 from vigil.duties import this_run_name
 from vigil.redact import error_line
@@ -34,7 +33,7 @@ ARTIFACT_KEY = "records-housekeeping"
 @task(name="prune the records", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def prune_records(config: Config) -> PruneOutcome:
     log = get_run_logger()
-    cuts = plan(config.retention, datetime.now(UTC), tuple(m.name for m in config.monitors))
+    cuts = plan(config.retention, clock.now(), tuple(m.name for m in config.monitors))
     with open_store(config.store.url) as store:
         done = prune(store, cuts, batch_size=config.retention.batch_size)
     for line in prune_lines(done):

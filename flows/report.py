@@ -8,14 +8,13 @@ an SLO was missed ends FAILED-typed, named `SLOMissed`, so the runs list shows i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.notify import Delivery, send_alert
-from vigil import boundary
+from vigil import boundary, clock
 from vigil.alert import Alert, Severity
 from vigil.config import Config, load_config
 from vigil.report import Report, build_report
@@ -43,13 +42,13 @@ class ReportSettings:
 
 
 def _run_name() -> str:
-    return "report " + datetime.now(UTC).strftime("%Y-%m-%d")
+    return "report " + clock.now().strftime("%Y-%m-%d")
 
 
 @task(name="compute the report", cache_policy=NO_CACHE)
 def compute_report(config: Config, days: int) -> Report:
     with open_store(config.store.url) as store:
-        return build_report(config, store, datetime.now(UTC), days)
+        return build_report(config, store, clock.now(), days)
 
 
 @task(name="publish the report artifact", cache_policy=NO_CACHE)

@@ -9,7 +9,7 @@ the delivery of alerts `tasks.notify`.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -19,7 +19,7 @@ from flows.sweep_locations import located_checks
 from flows.sweep_shards import fans_out, sharded_checks
 from tasks.notify import send_alert
 from tasks.probes.checks import check_here, fallbacks_serving
-from vigil import boundary
+from vigil import boundary, clock
 from vigil.alert import Alert
 from vigil.config import Config, Monitor, load_config
 from vigil.findings import Finding
@@ -36,7 +36,7 @@ from vigil.sweep.records import record_sweep, states_from_store
 
 
 def _run_name() -> str:
-    return "sweep " + datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    return "sweep " + clock.now().strftime("%Y-%m-%d %H:%M")
 
 
 @task(name="read monitor states", cache_policy=NO_CACHE)
@@ -108,7 +108,7 @@ def uptime_sweep(config_path: str | None = None) -> Any:
 def _sweep(config_path: str | None) -> Any:
     started = time.monotonic()
     config = load_config(config_path)
-    at = datetime.now(UTC)
+    at = clock.now()
     run_id = flow_run_id()
 
     before, monitors = _due(config, at)

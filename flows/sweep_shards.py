@@ -12,13 +12,14 @@ probes every monitor itself.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.probes.checks import check_here
+from vigil import clock
 from vigil.config import Config, Monitor, load_config
 from vigil.runtime import as_is
 from vigil.store import open_store
@@ -39,7 +40,7 @@ def _shard_run_name() -> str:
     from prefect.runtime import flow_run
 
     params = flow_run.parameters
-    at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    at = clock.now().strftime("%Y-%m-%d %H:%M")
     if params.get("location"):
         return f"sweep {at} from {params['location']}"
     return f"sweep {at} shard {params.get('shard', 0) + 1}/{params.get('shards', 1)}"
@@ -51,13 +52,13 @@ def hand_over_checks(
 ) -> None:
     """Leave this shard's checks in the records store for the sweep that decides."""
     with open_store(store_url) as store:
-        hand_over(store, sweep_id, shard, shards, checks, datetime.now(UTC))
+        hand_over(store, sweep_id, shard, shards, checks, clock.now())
 
 
 @task(name="collect shard checks", cache_policy=NO_CACHE)
 def collect_shards(store_url: str, sweep_id: str) -> dict[int, dict[str, Any]]:
     with open_store(store_url) as store:
-        return take_handoffs(store, sweep_id, datetime.now(UTC))
+        return take_handoffs(store, sweep_id, clock.now())
 
 
 @flow(name=SHARD_FLOW, flow_run_name=_shard_run_name, log_prints=False)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from vigil import clock
 from vigil.durations import format_duration
 from vigil.redact import redact
 
@@ -68,7 +69,7 @@ class Alert:
         since = self.since_utc
         if since is None:
             return None
-        elapsed = max((now or datetime.now(UTC)) - since, timedelta(0))
+        elapsed = max((now or clock.now()) - since, timedelta(0))
         stamp = since.replace(microsecond=0).isoformat().replace("+00:00", "Z")
         return f"{stamp} ({format_duration(elapsed)} ago)"
 

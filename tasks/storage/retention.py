@@ -6,9 +6,9 @@ recorded for objects still there."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from tasks.storage.base import Storage
+from vigil import clock
 from vigil.backup.catalog import record_deletion
 from vigil.backup.identity import Keys
 from vigil.backup.retention import Candidate, RetentionDecision, plan_retention
@@ -34,7 +34,7 @@ def prune(
     dry_run: bool = False,
 ) -> list[RetentionDecision]:
     """Apply the retention plan; returns every decision (kept and deleted)."""
-    decisions = plan_retention(backups, retention, datetime.now(UTC))
+    decisions = plan_retention(backups, retention, clock.now())
     if dry_run:
         return decisions
     for decision in decisions:

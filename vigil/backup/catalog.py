@@ -4,11 +4,12 @@ and the deletions retention made. A backup lives in storage; the catalog says wh
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 
+from vigil import clock
 from vigil.backup.globals import globals_summary
 from vigil.backup.identity import FAILED, RUNNING, SUCCEEDED
 from vigil.backup.retention import Candidate
@@ -171,7 +172,7 @@ def record_deletion(
             BackupDeletion(
                 backup_id=backup,
                 database=database,
-                deleted_at=datetime.now(UTC),
+                deleted_at=clock.now(),
                 reason=reason,
                 location=location,
             )

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from vigil import __version__
+from vigil import __version__, clock
 from vigil.backup.facts import Contents, SnapshotFacts, TableFacts
 from vigil.backup.identity import BackupError
 
@@ -55,7 +55,7 @@ def build_manifest(
         "backup_id": backup,
         "database": database,
         "created_at": started_at.isoformat(),
-        "completed_at": datetime.now(UTC).isoformat(),
+        "completed_at": clock.now().isoformat(),
         "vigil_version": __version__,
         "pg_dump_version": pg_dump_version,
         "server_version": facts.server_version,

@@ -8,11 +8,11 @@ would delete, table by table, and deletes nothing.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
+from vigil import clock
 from vigil.cliutil import ConfigOption, JsonOption, config_for, out, print_json
 
 records_app = typer.Typer(
@@ -39,7 +39,7 @@ def prune_command(
     from vigil.store.report import prune_lines
 
     loaded = config_for(config)
-    cuts = plan(loaded.retention, datetime.now(UTC), tuple(m.name for m in loaded.monitors))
+    cuts = plan(loaded.retention, clock.now(), tuple(m.name for m in loaded.monitors))
     with open_store(loaded.store.url) as store:
         outcome = prune(store, cuts, dry_run=dry_run, batch_size=loaded.retention.batch_size)
     if json_output:

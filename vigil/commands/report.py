@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from vigil import clock
 from vigil.cliutil import ConfigOption, JsonOption, config_for, fail, out, print_json
 
 
@@ -61,7 +61,7 @@ def report_command(
 
     loaded = config_for(config)
     with open_store(loaded.store.url) as store:
-        report = build_report(loaded, store, datetime.now(UTC), days or 30)
+        report = build_report(loaded, store, clock.now(), days or 30)
     if html is not None:
         _write_text(html, to_html(report))
     if json_output:
@@ -97,7 +97,7 @@ def status_command(config: ConfigOption = None, json_output: JsonOption = False)
 
     loaded = config_for(config)
     with open_store(loaded.store.url) as store:
-        screen = gather(loaded, store, datetime.now(UTC), ui_base_url())
+        screen = gather(loaded, store, clock.now(), ui_base_url())
     prefect = prefect_database(loaded)  # warnings only: they do not change the exit code
     if json_output:
         print_json({**screen.as_dict(), "prefect": prefect.as_dict() if prefect else None})
@@ -143,7 +143,7 @@ def _write_page(loaded: Any, folder: Path) -> Any:
     from vigil.store import open_store
 
     with open_store(loaded.store.url) as store:
-        page = statuspage.build(loaded, store, datetime.now(UTC))
+        page = statuspage.build(loaded, store, clock.now())
     for path in statuspage.write(page, folder):
         out.print(f"wrote {path}", markup=False)
     return page
@@ -177,7 +177,7 @@ def metrics_command(
 
     loaded = config_for(config)
     with open_store(loaded.store.url) as store:
-        registry = metrics.registry_for(gather(loaded, store, datetime.now(UTC)))
+        registry = metrics.registry_for(gather(loaded, store, clock.now()))
     if textfile is None and push is None:
         sys.stdout.write(metrics.text(registry))
         return

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column, relationship
 
+from vigil import clock
 from vigil.redact import redact, redact_data
 
 # The Alembic revision these models describe; open_store compares it with the database's
@@ -95,7 +96,7 @@ class RedactedJSON(TypeDecorator[Any]):
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 class Base(MappedAsDataclass, DeclarativeBase):
