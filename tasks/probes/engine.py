@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Sequence
+from typing import cast
 
 import aiohttp
 
@@ -46,7 +47,9 @@ async def probe_all(
     `read_bodies` names monitors whose HTTP body is read whatever their conditions need
     (a deploy's health check: a release answering "degraded" is not a pass)."""
     async with _Batch(concurrency, per_host, frozenset(read_bodies)) as batch:
-        return list(await asyncio.gather(*(batch.probe(m) for m in monitors)))
+        if per_host:
+            return list(await asyncio.gather(*(batch.probe(m) for m in monitors)))
+        return await batch.pooled(monitors)
 
 
 class _Batch:
@@ -68,6 +71,21 @@ class _Batch:
     async def __aexit__(self, *_: object) -> None:
         if self._session is not None:
             await self._session.close()
+
+    async def pooled(self, monitors: Sequence[Monitor]) -> list[Observation]:
+        """Every monitor probed by `concurrency` workers taking the next one in turn: the
+        same limit as one task per monitor behind a semaphore, without 100,000 tasks and
+        their coroutines alive at once (at 100,000 monitors ~1.5 s of CPU and ~150 MB)."""
+        results: list[Observation | None] = [None] * len(monitors)
+        turns = iter(range(len(monitors)))
+
+        async def worker() -> None:
+            for i in turns:
+                results[i] = await self._dispatch(monitors[i])
+
+        workers = min(self.concurrency, len(monitors))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return cast("list[Observation]", results)
 
     async def probe(self, monitor: Monitor) -> Observation:
         # The host's slot first: waiting for a busy host must not hold a global slot.

@@ -15,9 +15,12 @@ types in `vigil.store.models`, so they hold for those queries too.
 from __future__ import annotations
 
 import fcntl
+from collections import namedtuple
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -149,9 +152,10 @@ class Store:
         """Every monitor's remembered state as read-only rows (attributes named like
         MonitorState's), by monitor name: what a sweep reads, without building an ORM
         object per monitor (for 100,000 monitors ~2 s of CPU)."""
-        table = MonitorState.__table__
+        table = Base.metadata.tables["monitor_states"]
         with self.engine.connect() as connection:
-            return {row.monitor: row for row in connection.execute(select(table))}
+            rows = _read_all(connection, table)
+        return {row.monitor: row for row in rows}
 
     def save_monitor_states(self, states: Mapping[str, Any] | Iterable[Any]) -> None:
         """Insert or overwrite each state by monitor (one executemany, no read-back to merge).
@@ -161,13 +165,13 @@ class Store:
         items = states.values() if isinstance(states, Mapping) else states
         names = list(MonitorState.__table__.columns.keys())
         ordered = sorted(items, key=lambda state: state.monitor)
+        read = _reader(attrgetter, names)
         with self.engine.begin() as connection:
-            # A batch of rows at a time, in key order: 100,000 row dicts at once would cost
+            # A batch of rows at a time, in key order: 100,000 rows at once would cost
             # ~70 MB more at the sweep's peak.
             for start in range(0, len(ordered), BATCH_ROWS):
-                batch = ordered[start : start + BATCH_ROWS]
-                rows = [{name: getattr(state, name) for name in names} for state in batch]
-                _upsert(connection, "monitor_states", rows, ("monitor",), overwrite=names[1:])
+                rows = [read(state) for state in ordered[start : start + BATCH_ROWS]]
+                _upsert(connection, "monitor_states", names, rows, overwrite=names[1:])
 
     def add_check_results(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Bulk-insert check results (dicts keyed by column) as one executemany.
@@ -178,10 +182,13 @@ class Store:
         if not rows:
             return
         _check_keys("check_results", rows)
-        insert = Base.metadata.tables["check_results"].insert()
+        table = Base.metadata.tables["check_results"]
+        keys = list(rows[0].keys())
+        read = _reader(itemgetter, keys)
         with self.engine.begin() as connection:
             for start in range(0, len(rows), BATCH_ROWS):
-                connection.execute(insert, list(rows[start : start + BATCH_ROWS]))
+                batch = [read(row) for row in rows[start : start + BATCH_ROWS]]
+                _executemany(connection, table.insert(), table, keys, batch)
 
     def add_rollups(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Add each row's counts to its (monitor, UTC hour) totals, creating the hour if new.
@@ -201,14 +208,13 @@ class Store:
             )
             for name in ROLLUP_SUMS:
                 total[name] += row.get(name, 0)
+        names = ["monitor", "hour", *ROLLUP_SUMS]
+        read = _reader(itemgetter, names)
+        ordered = sorted(totals.items())  # in key order: see _upsert
         with self.engine.begin() as connection:
-            _upsert(
-                connection,
-                "hourly_rollups",
-                list(totals.values()),
-                ("monitor", "hour"),
-                add=ROLLUP_SUMS,
-            )
+            for start in range(0, len(ordered), BATCH_ROWS):
+                batch = [read(total) for _, total in ordered[start : start + BATCH_ROWS]]
+                _upsert(connection, "hourly_rollups", names, batch, add=ROLLUP_SUMS)
 
 
 def open_store(url: str) -> Store:
@@ -346,28 +352,180 @@ def _sqlite_path(database: str | None) -> Path | None:
 def _upsert(
     connection: Connection,
     table_name: str,
-    rows: list[dict[str, Any]],
-    keys: tuple[str, ...],
+    names: list[str],
+    rows: list[tuple[Any, ...]],
     *,
     overwrite: Iterable[str] = (),
     add: Iterable[str] = (),
 ) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE, which both backends speak with the same syntax.
+    """INSERT ... ON CONFLICT DO UPDATE, which both backends speak with the same syntax, of
+    `rows` (tuples of the columns `names`, the table's key first).
 
-    Rows go in key order so concurrent upserts of overlapping keys lock rows in the same
-    order and cannot deadlock on PostgreSQL.
+    Callers give the rows in key order, so concurrent upserts of overlapping keys lock rows
+    in the same order and cannot deadlock on PostgreSQL.
     """
     if not rows:
         return
-    rows = sorted(rows, key=lambda row: tuple(row[key] for key in keys))
     table = Base.metadata.tables[table_name]
+    keys = [column.name for column in table.primary_key.columns]
     insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     statement = insert(table)
     changes: dict[str, Any] = {name: statement.excluded[name] for name in overwrite}
     changes |= {name: table.c[name] + statement.excluded[name] for name in add}
-    upsert = statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
-    for start in range(0, len(rows), BATCH_ROWS):  # executemany's own copy stays small
-        connection.execute(upsert, rows[start : start + BATCH_ROWS])
+    upsert = statement.on_conflict_do_update(index_elements=keys, set_=changes)
+    _executemany(connection, upsert, table, names, rows)
+
+
+def _executemany(
+    connection: Connection,
+    statement: Any,
+    table: Any,
+    names: list[str],
+    rows: list[tuple[Any, ...]],
+) -> None:
+    """Run an INSERT of the columns `names` once per row in `rows` (tuples in that order)
+    as the driver's own executemany.
+
+    SQLAlchemy's own executemany handles each row's parameters one by one in Python (at
+    100,000 rows seconds of a sweep's CPU); here the statement is compiled once, each
+    column's bind processing (the redacting and UTC types of vigil.store.models, the
+    dialect's own conversions) applied to its values, and the rows go to the DBAPI cursor
+    as they are. A column not in `names` gets its Python-side default, as SQLAlchemy gives
+    it (`insert_default=list`: a new list per row).
+    """
+    if not rows:
+        return
+    dialect = connection.dialect
+    missing = [
+        column
+        for column in table.columns
+        if column.name not in names and column.default is not None
+    ]
+    columns = [table.c[name] for name in names] + missing
+    keys = [c.key for c in columns]
+    compiled = statement.compile(dialect=dialect, column_keys=keys)
+    # Column by column: a sweep's rows share most values (its time, `[]`, None), so each
+    # distinct value is processed once.
+    values = [list(column) for column in zip(*rows, strict=True)]
+    values += [[make() for _ in rows] for make in map(_default_of, missing)]
+    for i, column in enumerate(columns):
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            values[i] = list(map(_memoized(process), values[i]))
+    if compiled.positional:
+        order = [keys.index(name) for name in compiled.positiontup or ()]
+        batch: list[Any] = list(zip(*(values[i] for i in order), strict=True))
+    else:
+        batch = [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]
+    connection.exec_driver_sql(compiled.string, batch)
+
+
+def _read_all(connection: Connection, table: Any) -> list[Any]:
+    """Every row of `table` as named tuples (fields named like its columns), read through
+    the driver's cursor with each column's result processing (the UTC type's, the JSON
+    decoding) done column by column, once per distinct value where the result cannot be
+    modified (a time, a word), so 100,000 rows take a fraction of SQLAlchemy's per-row cost.
+    """
+    dialect = connection.dialect
+    columns = list(table.columns)
+    compiled = select(table).compile(dialect=dialect)
+    raw = connection.exec_driver_sql(compiled.string).fetchall()
+    values = [list(column) for column in zip(*raw, strict=True)] or [[] for _ in columns]
+    for i, column in enumerate(columns):
+        kind = column.type.dialect_impl(dialect)
+        process = kind.result_processor(dialect, None)
+        if process is not None:
+            values[i] = list(map(_decoder(process), values[i]))
+    row_type = _row_type(table.name, tuple(c.key for c in columns))
+    return [row_type._make(row) for row in zip(*values, strict=True)]
+
+
+@cache
+def _row_type(name: str, fields: tuple[str, ...]) -> Any:
+    return namedtuple(f"{name}_row", fields)
+
+
+def _decoder(process: Any) -> Any:
+    """`process` (a column's result processing), remembering its result for each distinct
+    value the driver returned when the result cannot be changed by its user (a time, a
+    word); an empty JSON list or object is a new one each time."""
+    memo: dict[Any, Any] = {}
+
+    def run(value: Any) -> Any:
+        key = value if type(value) is str else (type(value), value)
+        found = memo.get(key, _UNSET)
+        if found is _UNSET:
+            found = process(value)
+            if type(found) in _SCALARS:
+                memo[key] = found
+            elif found in ([], {}) and type(found) in (list, dict):
+                memo[key] = _Empty(type(found))
+        elif type(found) is _Empty:
+            return found.kind()
+        return found
+
+    return run
+
+
+class _Empty:
+    """A remembered empty list or dict: each row gets its own."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: type) -> None:
+        self.kind = kind
+
+
+def _memoized(process: Any) -> Any:
+    """`process`, remembering its result for each distinct scalar value (by type, value and
+    zone: True and 1 stay apart) and each list of scalars."""
+    memo: dict[Any, Any] = {}
+
+    def run(value: Any) -> Any:
+        kind = type(value)
+        if kind is list:
+            if not all(type(v) in _SCALARS for v in value):
+                return process(value)
+            key: Any = (list, *((type(v), v, _zone(v)) for v in value))
+        elif kind is datetime:
+            key = (kind, value, value.tzinfo)
+        elif kind in _SCALARS:
+            key = (kind, value)
+        else:
+            return process(value)
+        found = memo.get(key, _UNSET)
+        if found is _UNSET:
+            found = memo[key] = process(value)
+        return found
+
+    return run
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None), datetime})
+
+
+def _zone(value: Any) -> Any:
+    """A datetime's zone: equal instants in different zones may be stored apart."""
+    return value.tzinfo if isinstance(value, datetime) else None
+
+
+_UNSET = object()
+
+
+def _reader(getter: Any, names: list[str]) -> Any:
+    """`getter(*names)`, a tuple even for one name."""
+    if len(names) == 1:
+        one = getter(names[0])
+        return lambda item: (one(item),)
+    return getter(*names)
+
+
+def _default_of(column: Any) -> Any:
+    """A maker of `column`'s Python-side insert default (called once per row)."""
+    default = column.default
+    if default.is_callable:
+        return lambda: default.arg(None)
+    return lambda: default.arg
 
 
 def _check_keys(table_name: str, rows: Sequence[Mapping[str, Any]]) -> None:

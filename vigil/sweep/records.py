@@ -40,7 +40,10 @@ def record_sweep(
 
 def states_from_store(rows: Mapping[str, Any]) -> dict[str, MonitorState]:
     """Store rows (any object with MonitorState's attributes) as plain MonitorStates."""
-    names = [f.name for f in fields(MonitorState)]
+    names = tuple(f.name for f in fields(MonitorState))
+    first = next(iter(rows.values()), None)
+    if getattr(first, "_fields", None) == names:  # the store's named tuples, in field order
+        return {key: MonitorState(*row) for key, row in rows.items()}
     return {key: MonitorState(**{n: getattr(row, n) for n in names}) for key, row in rows.items()}
 
 
