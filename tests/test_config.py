@@ -274,3 +274,30 @@ def test_a_deploy_process_check_is_a_command_or_pm2_and_release_conditions_parse
         DeployTarget.model_validate(
             {"health": {"url": "http://x/", "conditions": ["[BODY].v == [RELEASSE]"]}}
         )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:s3cr@t-Pw9@db.example:5432/app",
+        "https://ops:s3cr@t-Pw9@status.example/health",
+    ],
+)
+def test_an_unencoded_at_sign_in_a_password_is_refused_without_showing_it(url: str) -> None:
+    """libpq splits such a URL at the first '@' and Python at the last: it connects nowhere,
+    and a backup of it spent a minute retrying an unknown host before saying so."""
+    kind = "postgres" if url.startswith("postgresql") else "http"
+    errors = errors_of(
+        f"monitors:\n  - name: m\n    type: {kind}\n    url: '{url}'\n"
+        if kind == "http"
+        else f"databases:\n  - name: app\n    url: '{url}'\n"
+    )
+    text = " ".join(errors)
+    assert "%40" in text, errors
+    assert "s3cr" not in text and "t-Pw9" not in text, errors
+    encoded = url.replace("s3cr@t", "s3cr%40t")
+    parse_config(
+        f"databases:\n  - name: app\n    url: '{encoded}'\n"
+        if kind == "postgres"
+        else f"monitors:\n  - name: m\n    type: http\n    url: '{encoded}'\n"
+    )

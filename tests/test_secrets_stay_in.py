@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -168,8 +169,9 @@ def _config(
         ],
         "databases": [
             {"name": "main", "url": _with_password(app_db, SECRETS["database"])},
-            # An unencoded '@' in the password: libpq reads the rest as the host name.
-            {"name": "odd", "url": f"postgresql://postgres:{SECRETS['odd']}@127.0.0.1/x"},
+            # An '@' in the password, encoded as it must be (an unencoded one is refused when
+            # the config is read); the database does not exist, so this backup fails.
+            {"name": "odd", "url": f"postgresql://postgres:{quote(SECRETS['odd'])}@127.0.0.1/x"},
         ],
         "backup": {
             "storage": f"s3://{bucket}/vigil",

@@ -1043,6 +1043,13 @@ def _check_url(value: str, schemes: tuple[str, ...], key: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
         raise ValueError(f"{key} {redact(value)!r} is not a {'/'.join(schemes)} URL")
+    if parts.netloc.count("@") > 1:
+        # Tools split such a URL differently (libpq at the first '@', Python at the last),
+        # so it connects nowhere: a password with '@' fails as an unknown host, retried.
+        raise ValueError(
+            f"{key} has more than one '@' before its host (not shown: it holds a password): "
+            "write an '@' inside the user or password as %40"
+        )
     return value
 
 
