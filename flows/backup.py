@@ -184,7 +184,7 @@ def write_backup(
         dumped: Dumped = dump(database, held.facts, compression, storage, keys.dump, recipients)
         facts = held.counted()
     archive, unreadable = archive_configs(config, storage, keys)
-    server = save_globals(storage, database, keys.globals, needed)
+    server = save_globals(storage, database, keys.globals, needed, recipients)
     manifest = build_manifest(
         backup=name,
         database=database.name,

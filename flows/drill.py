@@ -31,6 +31,7 @@ from tasks.recovery import scratch
 from tasks.storage import Storage, StorageError, open_storage
 from vigil import boundary, drill, findings
 from vigil import restore_test as rt
+from vigil.backup.globals import missing_roles
 from vigil.backup.identity import describe_url
 from vigil.config import Config, RunbookStep, load_config, resolve_path
 from vigil.drill_report import ARTIFACT_KEY, DUTY, alert_for, markdown
@@ -127,7 +128,7 @@ def restore_database(
 ) -> drill.Phase:
     """Checksum, pg_restore into a fresh database, then the restore test's checks."""
     with drill.timed(phase), scratch.workdir("vigil-drill-") as folder:
-        phase.findings += recover(admin, storage, config, target, recovery, folder, timeout)
+        recover(admin, storage, config, target, recovery, folder, timeout, phase.findings)
     return _finish(phase)
 
 
@@ -139,9 +140,13 @@ def recover(
     recovery: drill.DatabaseRecovery,
     folder: Path,
     timeout: float,
-) -> list[Finding]:
+    found: list[Finding],
+) -> None:
     """The recovery engine's steps, as `vigil restore` and the restore test run them, into a
-    fresh drill database; a broken step raises (the phase's error)."""
+    fresh drill database, each finding into `found` as it is made; a broken step raises
+    (the phase's error). The roles the backup needs that the rehearsal server lacks are
+    created first from the backup's saved globals, as a real recovery onto a new server
+    must, and the log and report say which."""
     assert recovery.entry is not None
     started = time.monotonic()
     fetched = engine.fetch(
@@ -153,6 +158,7 @@ def recover(
         setting="drill.identity",
     )
     recovery.snapshot_at = datetime.fromisoformat(fetched.manifest["snapshot"]["taken_at"])
+    found.append(restore_globals(admin, fetched, recovery.database))
     name = drill.drill_name(recovery.database, datetime.now(UTC))
     scratch.create_database(admin, name)
     recovery.restored_as = name
@@ -176,8 +182,22 @@ def recover(
         database=recovery.database,
     )
     recovery.recovery_point = compared.recovery_point
-    recovery.restored = all(f.ok for f in compared.findings)
-    return compared.findings
+    found += compared.findings
+    recovery.restored = all(f.ok for f in found)
+
+
+def restore_globals(admin: Any, fetched: engine.Fetched, database: str) -> Finding:
+    """The backup's roles on the rehearsal server; failed when the saved globals did not
+    read back (a real recovery could not recreate its roles either) or when roles the
+    database needs are still missing (a user without CREATEROLE), naming them."""
+    applied = engine.apply_saved_globals(fetched, admin)
+    for line in applied.lines():
+        story().info("restore %s: %s", database, line)
+    if fetched.globals is not None and not fetched.globals.ok:
+        return fetched.globals
+    present = [str(r[0]) for r in admin.execute("SELECT rolname FROM pg_roles")]
+    manifest = fetched.manifest
+    return applied.finding(manifest, missing_roles(manifest, present), "the rehearsal server")
 
 
 @task(name="check fallbacks", cache_policy=NO_CACHE)

@@ -224,6 +224,8 @@ def run_test(
                 result.scratch, server, fetched.manifest, config, result.database, left
             )
             result.findings, result.recovery_point = compared.findings, compared.recovery_point
+            if fetched.globals is not None:
+                result.findings.append(fetched.globals)
             result.check_s = time.monotonic() - started
             result.amcheck_s = compared.amcheck_s
             for finding in result.failures:

@@ -113,7 +113,7 @@ def _sweep(config_path: str | None) -> Any:
 
     before, monitors = _due(config, at)
     deadline = started + budget(monitors).total_seconds()
-    checks, unchecked, views = _checks(config, monitors, config_path, run_id, deadline, at)
+    checks, unchecked, views, silent = _checks(config, monitors, config_path, run_id, deadline, at)
     decision = decide(config, checks, before.result(), at, views)
     _tell(decision)
 
@@ -140,7 +140,7 @@ def _sweep(config_path: str | None) -> Any:
     if config.sweep.heartbeat_url:
         _heartbeat(config.sweep.heartbeat_url)
     state = presentation.run_state(
-        decision, sent, unchecked, not_due=len(config.monitors) - len(monitors)
+        decision, sent, unchecked, not_due=len(config.monitors) - len(monitors), silent=silent
     )
     return outcome(state.problem, state.summary, state.message, degraded=state.degraded)
 
@@ -161,17 +161,18 @@ def _checks(
     run_id: str | None,
     deadline: float,
     at: datetime,
-) -> tuple[list[MonitorCheck], list[Monitor], dict[str, LocationView]]:
+) -> tuple[list[MonitorCheck], list[Monitor], dict[str, LocationView], list[str]]:
     """The due monitors' checks, probed here, by the shards or from the locations; the
-    monitors nothing conclusive was seen of; and what each location saw."""
+    monitors nothing conclusive was seen of; what each location saw; and the runs (shards,
+    locations) that did not report."""
     if config.locations:
         return located_checks(config, monitors, run_id or "", deadline, at)
     if fans_out(config):
-        checks, unchecked = sharded_checks(
+        checks, unchecked, silent = sharded_checks(
             config, config_path, run_id or "", deadline, monitors, at
         )
-        return checks, unchecked, {}
-    return check_here(monitors, config, deadline), [], {}
+        return checks, unchecked, {}, silent
+    return check_here(monitors, config, deadline), [], {}, []
 
 
 def _tell(decision: SweepDecision) -> None:

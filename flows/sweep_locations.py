@@ -8,7 +8,10 @@ location's monitors itself meanwhile. Each run probes, evaluates and confirms th
 of its location and hands its checks over through the records store, exactly as a shard
 does (`vigil.sweep.handoff`); the sweep waits for them, names every location that did not
 report, and judges each monitor by its quorum (`vigil.sweep.quorum`) before the one
-decision point. `vigil locations deploy` registers the deployments.
+decision point. A location with `shards: N` gets N such runs on its pool and queue, each
+probing its share of the location's monitors; their checks are merged into the location's
+one view first, and a shard that does not report leaves its monitors "no report from" that
+location. `vigil locations deploy` registers the deployments.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from prefect import get_run_logger
 
-from flows.sweep_shards import SHARD_FLOW, collect_shards, wait_for_runs
+from flows.sweep_shards import SHARD_FLOW, collect_shards, start_run, wait_for_runs
 from tasks.probes.checks import check_here
 from vigil.config import LOCAL, Config, Monitor
 from vigil.sweep.checks import MonitorCheck
 from vigil.sweep.handoff import merge_handoffs
-from vigil.sweep.quorum import LocationView, by_quorum
+from vigil.sweep.quorum import LocationRun, LocationView, by_quorum, location_runs
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -41,71 +44,75 @@ def deployment_name(location: str) -> str:
 
 def located_checks(
     config: Config, monitors: list[Monitor], sweep_id: str, deadline: float, at: datetime
-) -> tuple[list[MonitorCheck], list[Monitor], dict[str, LocationView]]:
+) -> tuple[list[MonitorCheck], list[Monitor], dict[str, LocationView], list[str]]:
     """Every due monitor's check by quorum of its locations, the monitors nothing conclusive
-    was seen of, and what each location saw of each monitor."""
+    was seen of, what each location saw of each monitor, and the runs (locations, or shards
+    of one) that did not report."""
     names = list(config.locations)
     wanted = {loc: [m for m in monitors if loc in config.locations_of(m)] for loc in names}
-    runs: dict[str, FlowRun] = {}
-    for i, loc in enumerate(names):
-        if loc != LOCAL and wanted[loc]:
-            run = _start_location(loc, i, len(names), sweep_id, at)
-            if run is not None:
-                runs[loc] = run
+    planned = location_runs(config, wanted)
+    started: dict[int, FlowRun] = {}
+    missing_deployment: set[str] = set()
+    for slot in planned:
+        if slot.location in missing_deployment:
+            continue
+        run = _start_location(slot, len(planned), sweep_id, at)
+        if run is None:
+            missing_deployment.add(slot.location)
+        else:
+            started[slot.slot] = run
     found: dict[str, dict[str, MonitorCheck]] = {}
     if wanted.get(LOCAL):
         found[LOCAL] = {c.monitor.name: c for c in check_here(wanted[LOCAL], config, deadline)}
     finished = wait_for_runs(
-        [r.id for r in runs.values()], deadline + config.sweep.run_grace.total_seconds()
+        [r.id for r in started.values()], deadline + config.sweep.run_grace.total_seconds()
     )
     logger = get_run_logger()
-    for loc, run in runs.items():
-        if finished.get(run.id) != "COMPLETED":
-            logger.warning("location %s: its run %s ended %s", loc, run.name, finished.get(run.id))
-    for index, payload in collect_shards(config.store.url, sweep_id).items():
-        if 0 <= index < len(names):
-            loc = names[index]
-            checks, _ = merge_handoffs(wanted[loc], [payload])
+    for slot in planned:
+        run = started.get(slot.slot)
+        if run is not None and finished.get(run.id) != "COMPLETED":
+            logger.warning(
+                "location %s: its run %s ended %s", slot.name, run.name, finished[run.id]
+            )
+    handed = collect_shards(config.store.url, sweep_id)
+    for loc in names:
+        payloads = [handed[s.slot] for s in planned if s.location == loc and s.slot in handed]
+        if payloads:
+            checks, _ = merge_handoffs(wanted[loc], payloads)
             found[loc] = {c.monitor.name: c for c in checks}
-    silent = [loc for loc in names if wanted[loc] and loc not in found]
+    silent = [slot.name for slot in planned if slot.slot not in handed]
     if silent:
         logger.warning(
             "no report from %s: what they would have seen is counted neither up nor down",
             ", ".join(silent),
         )
-    return by_quorum(config, monitors, found)
+    checks, unchecked, views = by_quorum(config, monitors, found)
+    return checks, unchecked, views, silent
 
 
-def _start_location(
-    location: str, index: int, count: int, sweep_id: str, at: datetime
-) -> FlowRun | None:
-    """A run of the location's deployment, shown as a subflow of this sweep; None (and a
-    warning) when the deployment does not exist. The run reads the config its worker is
-    given (VIGIL_CONFIG), not this machine's path."""
-    from prefect.deployments import run_deployment
+def _start_location(slot: LocationRun, count: int, sweep_id: str, at: datetime) -> FlowRun | None:
+    """A run of the location's deployment for one of its shards, shown as a subflow of this
+    sweep; None (and a warning) when the deployment does not exist. The run reads the
+    config its worker is given (VIGIL_CONFIG), not this machine's path."""
     from prefect.exceptions import ObjectNotFound
 
+    parameters = {
+        "shard": slot.slot,
+        "shards": count,
+        "location": slot.location,
+        "location_shard": slot.shard,
+        "location_shards": slot.shards,
+    }
+    key = f"location-{slot.location}-{slot.shard}-of-{slot.shards}"
     try:
-        run = run_deployment(
-            deployment_name(location),
-            parameters={
-                "sweep_id": sweep_id,
-                "shard": index,
-                "shards": count,
-                "location": location,
-                "at": at.isoformat(),
-            },
-            timeout=0,
-            idempotency_key=f"{sweep_id}-location-{location}",
-        )
+        return start_run(deployment_name(slot.location), sweep_id, at, key, parameters)
     except ObjectNotFound:
         get_run_logger().warning(
             "location %s: there is no deployment %s (`vigil locations deploy` registers it)",
-            location,
-            deployment_name(location),
+            slot.location,
+            deployment_name(slot.location),
         )
         return None
-    return cast("FlowRun", run)  # called from sync code: the run itself, not a coroutine
 
 
 def register_locations(config: Config) -> list[str]:

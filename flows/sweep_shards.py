@@ -42,7 +42,9 @@ def _shard_run_name() -> str:
     params = flow_run.parameters
     at = clock.now().strftime("%Y-%m-%d %H:%M")
     if params.get("location"):
-        return f"sweep {at} from {params['location']}"
+        parts = params.get("location_shards", 1)
+        part = f" shard {params.get('location_shard', 0) + 1}/{parts}" if parts > 1 else ""
+        return f"sweep {at} from {params['location']}{part}"
     return f"sweep {at} shard {params.get('shard', 0) + 1}/{params.get('shards', 1)}"
 
 
@@ -69,29 +71,41 @@ def uptime_sweep_shard(
     config_path: str | None = None,
     location: str | None = None,
     at: str | None = None,
+    location_shard: int = 0,
+    location_shards: int = 1,
 ) -> Any:
-    """One shard of a sharded sweep, or the probes of one location: probe, evaluate and
-    confirm its share of the monitors due at `at` (the sweep's time) and hand the checks to
-    the sweep `sweep_id`, which decides everything else."""
+    """One shard of a sharded sweep, or the probes of one location (or of one of its
+    shards): probe, evaluate and confirm its share of the monitors due at `at` (the sweep's
+    time) and hand the checks to the sweep `sweep_id` under `shard`, its slot there."""
     from prefect.states import Completed
 
     with gc_paused():
         started = time.monotonic()
         config = load_config(config_path)
-        monitors = _share(config, shard, shards, location, at)
+        monitors = _share(config, shard, shards, location, at, location_shard, location_shards)
         checks = check_here(monitors, config, started + budget(monitors).total_seconds())
         hand_over_checks(config.store.url, sweep_id, shard, shards, as_is(checks))
     failed = sum(c.verdict == "failed" for c in checks)
-    who = f"from {location}" if location else f"shard {shard + 1}/{shards}"
+    who = f"shard {shard + 1}/{shards}"
+    if location:
+        part = f" shard {location_shard + 1}/{location_shards}" if location_shards > 1 else ""
+        who = f"from {location}{part}"
     return Completed(message=f"{who}: {len(checks)} monitors checked, {failed} failed")
 
 
 def _share(
-    config: Config, shard: int, shards: int, location: str | None, at: str | None
+    config: Config,
+    shard: int,
+    shards: int,
+    location: str | None,
+    at: str | None,
+    location_shard: int = 0,
+    location_shards: int = 1,
 ) -> list[Monitor]:
-    """This run's monitors: those of its location (or its shard) that are due at `at`."""
+    """This run's monitors: those of its location's shard (or its shard) due at `at`."""
     if location is not None:
-        monitors = [m for m in config.monitors if location in config.locations_of(m)]
+        mine = [m for m in config.monitors if location in config.locations_of(m)]
+        monitors = shard_of(mine, location_shard, location_shards)
     else:
         monitors = shard_of(config.monitors, shard, shards)
     if at is None or not has_intervals(config):
@@ -159,9 +173,10 @@ def sharded_checks(
     deadline: float,
     due_monitors: list[Monitor],
     at: datetime,
-) -> tuple[list[MonitorCheck], list[Monitor]]:
+) -> tuple[list[MonitorCheck], list[Monitor], list[str]]:
     """Run the shards as flow runs of their own, wait for them, and merge their checks of
-    the `due_monitors`; also returns the due monitors no shard reported on."""
+    the `due_monitors`; also returns the due monitors no shard reported on, and the shards
+    that did not report (`shard 2/4`)."""
     shards = min(config.sweep.shards, len(config.monitors))
     runs = [_start_shard(config_path, sweep_id, shard, shards, at) for shard in range(shards)]
     grace = config.sweep.run_grace.total_seconds()
@@ -172,27 +187,32 @@ def sharded_checks(
         if state != "COMPLETED":
             logger.warning("shard %s/%s (%s) ended %s", i + 1, shards, run.name, state)
     handed = collect_shards(config.store.url, sweep_id)
-    return merge_handoffs(due_monitors, list(handed.values()))
+    silent = [f"shard {i + 1}/{shards}" for i in range(shards) if i not in handed]
+    checks, missing = merge_handoffs(due_monitors, list(handed.values()))
+    return checks, missing, silent
 
 
 def _start_shard(
     config_path: str | None, sweep_id: str, shard: int, shards: int, at: datetime
 ) -> FlowRun:
-    """A run of the shard deployment, shown as a subflow of this sweep; returns at once. The
-    idempotency key makes a retried sweep reuse its shards' runs instead of doubling them."""
+    """A run of the shard deployment, shown as a subflow of this sweep; returns at once."""
+    parameters = {"shard": shard, "shards": shards, "config_path": config_path}
+    return start_run(SHARD_DEPLOYMENT, sweep_id, at, f"shard-{shard}-of-{shards}", parameters)
+
+
+def start_run(
+    deployment: str, sweep_id: str, at: datetime, key: str, parameters: dict[str, Any]
+) -> FlowRun:
+    """A run of a shard deployment (`deployment`: the sweep's shards, or a location's) for
+    the sweep `sweep_id` at `at`, shown as its subflow; returns at once. The idempotency key
+    makes a retried sweep reuse its runs instead of doubling them."""
     from prefect.deployments import run_deployment
 
     run = run_deployment(
-        SHARD_DEPLOYMENT,
-        parameters={
-            "sweep_id": sweep_id,
-            "shard": shard,
-            "shards": shards,
-            "config_path": config_path,
-            "at": at.isoformat(),
-        },
+        deployment,
+        parameters={"sweep_id": sweep_id, "at": at.isoformat(), **parameters},
         timeout=0,
-        idempotency_key=f"{sweep_id}-shard-{shard}-of-{shards}",
+        idempotency_key=f"{sweep_id}-{key}",
     )
     return cast("FlowRun", run)  # called from sync code: the run itself, not a coroutine
 

@@ -230,7 +230,11 @@ def decode(
             for chunk in chunks:
                 sink.write(chunk)
         return count
-    with Handoff(ZstdSink(counted)) as handoff:
+    # Three stages on threads of their own: reading + hashing + unsealing here, zstd on the
+    # next, the writes on the last; each hands ~1 MB pieces through a short queue, so the
+    # stages overlap on both cores (zstd, age and file writes release the GIL).
+    writes = Handoff(Sink(counted), "vigil-write")
+    with writes, Handoff(ZstdSink(writes.write), "vigil-decompress") as handoff:
         if AGE in encoding:
             _decrypt(chunks, keys, handoff)
         else:
@@ -240,17 +244,16 @@ def decode(
 
 
 class Handoff(io.RawIOBase):
-    """Decompression and the writes after it on a thread of their own, fed through a short
-    queue, so reading, hashing and unsealing overlap with them on another core (zstd and
-    file writes release the GIL). An error on that thread surfaces at the next write or
-    at the end."""
+    """One stage of the way back (decompression, or the writes) on a thread of its own, fed
+    through a short queue, so the stage before it overlaps with it on another core. An
+    error on that thread surfaces at the next write or at the end."""
 
-    def __init__(self, sink: ZstdSink) -> None:
+    def __init__(self, sink: Any, name: str = "vigil-decode") -> None:
         self._sink = sink
-        # At most 8 pieces in flight: 8 MB of 1 MB storage chunks, 512 KB of age chunks.
+        # At most 8 pieces in flight per stage: 8 MB of 1 MB chunks, 512 KB of age chunks.
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name="vigil-decode", daemon=True)
+        self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
 
     def __enter__(self) -> Handoff:
         self._thread.start()
@@ -263,7 +266,9 @@ class Handoff(io.RawIOBase):
             return
         self._thread.join()
         self._raise()
-        self._sink.finish()
+        finish = getattr(self._sink, "finish", None)
+        if finish is not None:
+            finish()
 
     def writable(self) -> bool:
         return True

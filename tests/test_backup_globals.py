@@ -94,13 +94,16 @@ def test_globals_are_saved_verified_listed_and_name_the_missing_roles(
     listed = CliRunner().invoke(app, ["backups", "-c", str(config)])
     assert f"globals: {len(entry['roles'])} roles" in listed.stdout, listed.stdout
 
-    # The role goes from the server (as on a fresh one): restore refuses, naming it.
+    # The role goes from the server (as on a fresh one): with --no-globals (applying them is
+    # tests/test_globals_recovery.py's) restore refuses, naming it.
     with psycopg.connect(pg_database, autocommit=True) as source:
         source.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
     with psycopg.connect(pg_server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
     with fresh_database(pg_server_url) as target:
-        refused = CliRunner().invoke(app, ["restore", record.id, "--to", target, "-c", str(config)])
+        refused = CliRunner().invoke(
+            app, ["restore", record.id, "--to", target, "-c", str(config), "--no-globals"]
+        )
         assert refused.exit_code == 1, refused.output
         said = " ".join(refused.output.split())
         assert f"refer to roles the target server lacks: {role};" in said
@@ -120,7 +123,7 @@ def test_globals_are_saved_verified_listed_and_name_the_missing_roles(
             check=True,
         )
         restored = CliRunner().invoke(
-            app, ["restore", record.id, "--to", target, "-c", str(config)]
+            app, ["restore", record.id, "--to", target, "-c", str(config), "--no-globals"]
         )
         assert restored.exit_code == 0, restored.output
         with psycopg.connect(target) as connection:

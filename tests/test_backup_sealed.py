@@ -361,3 +361,69 @@ def test_restore_test_and_drill_open_sealed_backups_in_s3_with_their_identities(
         state, summary = run(dr_drill, config_path=str(unset))
         assert state.is_failed() and summary["status"] != "passed"
         assert "no identity was given (set drill.identity" in json.dumps(summary)
+
+
+def test_the_globals_file_is_sealed_opens_with_the_identity_and_the_age_cli_only(
+    tmp_path: Path, pg_database: str, pg_server_url: str
+) -> None:
+    seed(pg_database)
+    key, recipient = keypair(tmp_path, "key")
+    wrong, _ = keypair(tmp_path, "wrong")
+    folder = tmp_path / "backups"
+    extra = {"restore_test": {"scratch_url": pg_server_url, "identity": str(key)}}
+    config = sealed_config(tmp_path, pg_database, folder.as_uri(), [recipient], extra=extra)
+    backup = back_up(config)
+    saved = folder / "main" / f"{backup}.globals.sql"
+    manifest = json.loads((folder / "main" / f"{backup}.manifest.json").read_text())
+    entry = manifest["globals"]["file"]
+    sealed = saved.read_bytes()
+
+    # Sealed like the dump: age's format, no role names or SQL in the clear.
+    assert sealed.startswith(AGE_MAGIC) and b"CREATE ROLE" not in sealed
+    assert b"postgres" not in sealed
+    assert entry["encoding"] == ["age"] and entry["recipients"] == [recipient]
+    assert entry["sha256"] == hashlib.sha256(sealed).hexdigest()
+    # Debian's age opens it with the identity, and refuses without the right one.
+    opened = subprocess.run(["age", "-d", "-i", str(key), str(saved)], capture_output=True)
+    assert opened.returncode == 0 and b"CREATE ROLE" in opened.stdout
+    refused = subprocess.run(["age", "-d", "-i", str(wrong), str(saved)], capture_output=True)
+    assert refused.returncode != 0 and b"CREATE ROLE" not in refused.stdout
+    # The restore test reads it back with its identity: a finding of its own.
+    state, summary = run(weekly_restore_test, config_path=str(config))
+    assert state.is_completed(), state.message
+    [tested] = summary["databases"]
+    [found] = [f for f in tested["checks"] if f["name"] == "globals"]
+    assert found["ok"] and found["observed"].startswith("unsealed, ")
+
+    # The other direction: a globals file sealed by the age CLI opens in vigil.
+    resealed = subprocess.run(
+        ["age", "-r", recipient], input=opened.stdout, capture_output=True, check=True
+    ).stdout
+    saved.write_bytes(resealed)
+    entry.update(sha256=hashlib.sha256(resealed).hexdigest(), size_bytes=len(resealed))
+    (folder / "main" / f"{backup}.manifest.json").write_text(json.dumps(manifest))
+    with fresh_database(pg_server_url) as target:
+        result = restore(config, backup, target, "--identity", str(key), "--no-owner")
+        assert result.exit_code == 0, result.output
+
+    # Tampered (one bit) and sealed for another key: the restore test fails on the globals.
+    forged = subprocess.run(
+        ["age", "-r", keypair(tmp_path, "other")[1]], input=opened.stdout,
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    flipped = bytearray(resealed)
+    flipped[len(flipped) // 2] ^= 0x01
+    problems = {
+        "tampered": (bytes(flipped), "checksum mismatch: the saved globals"),
+        "other key": (forged, "does not decrypt with the identity given"),
+    }
+    for case, (data, words) in problems.items():
+        saved.write_bytes(data)
+        if case == "other key":  # a consistent manifest: only the seal can tell
+            entry.update(sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+            (folder / "main" / f"{backup}.manifest.json").write_text(json.dumps(manifest))
+        state, summary = run(weekly_restore_test, config_path=str(config))
+        assert state.is_failed(), case
+        [tested] = summary["databases"]
+        [found] = [f for f in tested["checks"] if f["name"] == "globals"]
+        assert not found["ok"] and words in found["observed"], (case, found)

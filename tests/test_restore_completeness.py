@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from flows.backup import daily_backup
+from flows.drill import dr_drill
 from tasks.pg import find_tool
 from tasks.recovery import fetch, inspect
 from tasks.storage import open_storage
@@ -117,7 +118,7 @@ def restore_without(archive: Archive, target: str, left_out: Callable[[str], boo
 
 def judged(archive: Archive, target: str, *, privileges: bool = False) -> list[Finding]:
     return inspect(
-        target, archive.manifest, timeout=120, jobs=1, amcheck=False, privileges=privileges
+        target, archive.manifest, timeout=120, jobs=1, amcheck=True, privileges=privileges
     ).findings
 
 
@@ -129,8 +130,8 @@ def failed(findings: list[Finding]) -> dict[str, str]:
 
 
 def test_the_rich_database_restores_completely_and_the_restore_test_passes(rich: Setup) -> None:
-    # amcheck's own truth on partitioned indexes is another test's (test_restore_test_checks).
-    rich.settings = {"scratch_url": rich.server, "jobs": 2, "amcheck": False}
+    # amcheck on, as by default: the partitioned parents' indexes must not count as corrupt.
+    rich.settings = {"scratch_url": rich.server, "jobs": 2}
 
     state, _ = rich.restore_test()
 
@@ -457,7 +458,7 @@ def test_a_manifest_from_before_these_checks_is_judged_without_them(
     with throwaway_database(pg_server_url, "vigil_loss") as target:
         restore_without(archive, target, LOSSES["large objects"][0])
 
-        findings = inspect(target, old, timeout=120, jobs=1, amcheck=False).findings
+        findings = inspect(target, old, timeout=120, jobs=1, amcheck=True).findings
 
     by_name = {f.name: f for f in findings}
     assert failed(findings) == {}
@@ -514,7 +515,7 @@ def folder_config(tmp_path: Path, source: str, folder: Path) -> Path:
             }
         ],
         "backup": {"storage": folder.as_uri(), "compression": "gzip:1"},
-        "restore_test": {"amcheck": False},
+        "restore_test": {"amcheck": True},
     }
     return write_config(tmp_path, yaml.safe_dump(body, sort_keys=False))
 
@@ -607,22 +608,8 @@ def test_the_restore_test_fails_on_an_incomplete_archive_in_s3_and_alerts(
     tmp_path: Path,
 ) -> None:
     rich.hook = webhook_receiver
-    rich.settings = {"scratch_url": rich.server, "jobs": 2, "amcheck": False}
-    backup = rich.back_up()
-    repacked = tmp_path / "repacked.dump"
-    repack(archive, pg_server_url, INCOMPLETE, repacked)
-    data = repacked.read_bytes()
-    client = rich.s3.client()
-    key = rich.object_key(backup, "manifest.json")
-    manifest = json.loads(client.get_object(Bucket=rich.bucket, Key=key)["Body"].read())
-    manifest = replace_dump(manifest, data)
-    client.put_object(Bucket=rich.bucket, Key=rich.object_key(backup, "dump"), Body=data)
-    client.put_object(Bucket=rich.bucket, Key=key, Body=json.dumps(manifest).encode())
-    with open_store(rich.store_url) as store, store.session() as session:
-        row = session.get(Backup, backup)
-        assert row is not None
-        row.sha256, row.size_bytes = manifest["dump"]["sha256"], len(data)
-        session.commit()
+    rich.settings = {"scratch_url": rich.server, "jobs": 2}
+    store_incomplete(rich, archive, pg_server_url, tmp_path)
 
     state, _ = rich.restore_test()
 
@@ -645,5 +632,66 @@ def test_the_restore_test_fails_on_an_incomplete_archive_in_s3_and_alerts(
     )
     assert alert["summary"] == REPORTED[2].removeprefix("MISSING ")
     told = "\n".join([alert["summary"], *alert["details"]])
+    for line in REPORTED:
+        assert line.removeprefix("MISSING ") in told
+
+
+def store_incomplete(rich: Setup, archive: Archive, server_url: str, tmp_path: Path) -> str:
+    """A new backup in S3 whose archive is re-packed without the INCOMPLETE entries, its
+    manifest and catalog row rewritten to match (so only completeness can tell)."""
+    backup = rich.back_up()
+    repacked = tmp_path / "repacked.dump"
+    repack(archive, server_url, INCOMPLETE, repacked)
+    data = repacked.read_bytes()
+    client = rich.s3.client()
+    key = rich.object_key(backup, "manifest.json")
+    manifest = json.loads(client.get_object(Bucket=rich.bucket, Key=key)["Body"].read())
+    manifest = replace_dump(manifest, data)
+    client.put_object(Bucket=rich.bucket, Key=rich.object_key(backup, "dump"), Body=data)
+    client.put_object(Bucket=rich.bucket, Key=key, Body=json.dumps(manifest).encode())
+    with open_store(rich.store_url) as store, store.session() as session:
+        row = session.get(Backup, backup)
+        assert row is not None
+        row.sha256, row.size_bytes = manifest["dump"]["sha256"], len(data)
+        session.commit()
+    return backup
+
+
+def test_the_drill_passes_a_complete_copy_and_fails_an_incomplete_one_naming_the_losses(
+    rich: Setup,
+    archive: Archive,
+    pg_server_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VIGIL_HOME", str(tmp_path / "home"))
+    rich.settings = {"scratch_url": rich.server, "jobs": 2}
+    rich.drill = {"target_url": rich.server, "rto": "10m", "rpo": "1h"}
+    phase = f"restore {rich.name}"
+    try:
+        rich.back_up()
+        state, summary = run(dr_drill, config_path=rich.config())
+        assert state.is_completed(), state.message
+        [restored] = [p for p in summary["phases"] if p["name"] == phase]
+        assert restored["verdict"] == "ok", restored
+        checks = {f["name"]: f for f in restored["findings"]}
+        assert checks["amcheck"]["ok"] and checks["large_objects"]["ok"]
+
+        store_incomplete(rich, archive, pg_server_url, tmp_path)
+        state, summary = run(dr_drill, config_path=rich.config())
+    finally:
+        rich.drill = None
+
+    assert state.is_failed() and state.name == "RecoveryFailed", state.message
+    [restored] = [p for p in summary["phases"] if p["name"] == phase]
+    assert restored["verdict"] == "FAILED"
+    assert {f["name"] for f in restored["findings"] if not f["ok"]} == {
+        "large_objects",
+        "objects: comment on large object",
+        "objects: policy",
+        "sequences",
+        "matviews",
+    }
+    told = "\n".join(summary["action_items"])
     for line in REPORTED:
         assert line.removeprefix("MISSING ") in told

@@ -104,7 +104,15 @@ def test_a_failure_below_the_quorum_is_a_regional_warning_or_degraded() -> None:
     assert decision.after["api"].state == DEGRADED
     ok_decision = decide(config, judge(config, views_in)[0], {}, AT, views)
     assert ok_decision.after["api"].state == UP
-    assert ok_decision.after["api"].locations == views["api"].record()
+    assert ok_decision.after["api"].locations == {
+        **views["api"].record(),
+        "regional": {
+            "since": AT.isoformat(),
+            "count": 1,
+            "alerted_at": AT.isoformat(),
+            "failing": ["eu-west"],
+        },
+    }
     message = presentation.run_state(ok_decision, 0, []).message
     assert message.startswith("1 up, 1 down (strict down); failing from some locations: api")
 
@@ -227,3 +235,12 @@ def test_incidents_and_the_report_say_where_an_outage_was_seen_from(store: Store
     assert "| DOWN from eu-west and us-east, up from ap-south |" in text
     assert seen_from("[STATUS] 503, expected < 400") is None
     assert seen_from(None) is None
+
+
+def test_silent_runs_name_the_runs_not_the_locations() -> None:
+    config = parse_config(CONFIG)
+    checks, missing, views = judge(config, {"us-east": {"api": 200, "strict": 200}})
+    decision = decide(config, checks, {}, AT, views)
+    state = presentation.run_state(decision, 0, missing, silent=["eu-west shard 2/2"])
+    assert state.summary["silent_runs"] == ["eu-west shard 2/2"]
+    assert state.summary["silent_locations"] == ["ap-south", "eu-west"]

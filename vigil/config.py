@@ -221,6 +221,9 @@ class Location(Model):
 
     pool: str | None = None
     queue: str | None = None
+    # How many runs share the location's monitors (on its pool and queue), merged into the
+    # location's one view before the quorum decides.
+    shards: int = Field(default=1, ge=1)
 
 
 LOCAL = "local"
@@ -815,6 +818,10 @@ def _location_errors(config: Config) -> list[str]:
             errors.append(f"locations.{LOCAL}: is the machine running the sweep; it has no pool")
         if name != LOCAL and not location.pool:
             errors.append(f"locations.{name}.pool: required (the work pool its workers poll)")
+        if name == LOCAL and location.shards > 1:
+            errors.append(
+                f"locations.{LOCAL}.shards: the sweep probes its local monitors itself, in one run"
+            )
     for i, monitor in enumerate(config.monitors):
         if (monitor.locations or monitor.quorum) and not config.locations:
             errors.append(f"monitors[{i}]: locations and quorum need `locations:` in the config")

@@ -66,7 +66,18 @@ _MAX_LINES = 50
 _DIGEST_NAMES = 10
 
 MonitorVerdict = Literal["ok", "degraded", "failed"]
-Kind = Literal["down", "recovered", "degraded", "reminder"]
+Kind = Literal[
+    "down",
+    "recovered",
+    "degraded",
+    "reminder",
+    "regional",
+    "regional-reminder",
+    "regional-recovered",
+]
+# A failure seen from fewer locations than the quorum (vigil.sweep.regional): low-severity
+# notices that never fold into a root cause and never count as the monitor's own alert.
+REGIONAL_KINDS = ("regional", "regional-reminder", "regional-recovered")
 
 
 class Counted(Protocol):
@@ -132,6 +143,9 @@ class Transition:
     failed: list[str]
     severity: Severity
     in_maintenance: bool
+    # For a regional notice: what the locations saw ("failing from eu-west only; up from
+    # us-east and ap-south").
+    where: str = ""
 
 
 # --- one monitor, one sweep --------------------------------------------------------------
@@ -280,7 +294,7 @@ def plan_alerts(
     pages = _pages(transitions, monitors, states)
     render = _Renderer(monitors, states, fallback_status, duty, flow_run_url)
     alerts: list[Alert] = []
-    for kind in ("down", "degraded", "reminder", "recovered"):
+    for kind in ("down", "degraded", "reminder", "recovered", *REGIONAL_KINDS):
         group = [p for p in pages if p.transition.kind == kind]
         if len(group) > digest_after:
             alerts.append(render.digest(kind, group))
@@ -300,6 +314,8 @@ def mark_alerted(
     they outlast their root, they get their own late alert."""
     marked = dict(states)
     for page in _pages(transitions, monitors, states):
+        if page.transition.kind in REGIONAL_KINDS:
+            continue  # its own bookkeeping, in the state's locations record
         name = page.transition.monitor
         if name in marked:
             marked[name] = replace(marked[name], last_alert_at=at)
@@ -321,6 +337,9 @@ def _pages(
     folded: dict[tuple[str, str], list[str]] = {}
     roots: list[Transition] = []
     for t in audible:
+        if t.kind in REGIONAL_KINDS:
+            roots.append(t)
+            continue
         causes = recovering if t.kind == "recovered" else down
         root_causes = graph.roots(t.monitor, causes)
         if not root_causes:
@@ -333,6 +352,8 @@ def _pages(
 def _audible(transition: Transition, states: dict[str, MonitorState]) -> bool:
     """A recovery is told only if its outage was (else it is news of nothing), and then even
     in maintenance, since it closes a page someone already got."""
+    if transition.kind == "regional-recovered":
+        return True  # planned only when its notice was sent
     if transition.kind != "recovered":
         return not transition.in_maintenance
     state = states.get(transition.monitor)
@@ -387,6 +408,8 @@ class _Renderer:
 
     def single(self, page: _Page) -> Alert:
         t = page.transition
+        if t.kind in REGIONAL_KINDS:
+            return self._regional(t)
         state = self._states.get(t.monitor)
         details = list(t.failed)
         if not details and state and state.last_error:
@@ -405,6 +428,28 @@ class _Renderer:
             flow_run_url=self._flow_run_url,
             kind="recovered" if t.kind == "recovered" else "problem",
             fields=self._fields(page),
+        )
+
+    def _regional(self, t: Transition) -> Alert:
+        """A failure below the quorum: a low notice that says where, never a DOWN page."""
+        state = self._states.get(t.monitor)
+        if t.kind == "regional-recovered":
+            summary = f"{t.monitor} is up from every location again after {_lasted(t)}"
+            if t.where:
+                summary += f" {t.where}"
+        else:
+            summary = f"{t.where}: below its quorum, so not DOWN"
+        return Alert(
+            title=_title(t),
+            severity=t.severity,
+            duty=self._duty,
+            subject=t.monitor,
+            summary=summary,
+            details=_truncated(list(t.failed)),
+            since=None if state is None else state.since,
+            flow_run_url=self._flow_run_url,
+            kind="recovered" if t.kind == "regional-recovered" else "problem",
+            fields={"locations": t.where} if t.where else {},
         )
 
     def digest(self, kind: str, pages: list[_Page]) -> Alert:
@@ -463,6 +508,8 @@ class _Renderer:
 
     def _digest_line(self, page: _Page) -> str:
         t = page.transition
+        if t.kind in REGIONAL_KINDS:
+            return f"{t.monitor}: {t.where}"
         if t.kind == "recovered":
             line = f"{t.monitor}: was DOWN for {_lasted(t)}"
         else:
@@ -480,6 +527,13 @@ def _also(t: Transition) -> str:
 
 
 def _title(t: Transition) -> str:
+    failing = t.where.split("; ", 1)[0]
+    if t.kind == "regional":
+        return f"{t.monitor} is {failing}"
+    if t.kind == "regional-reminder":
+        return f"{t.monitor} is still {failing} (for {_lasted(t)})"
+    if t.kind == "regional-recovered":
+        return f"{t.monitor} is up again from every location"
     if t.kind == "recovered":
         return f"{t.monitor} RECOVERED after {_lasted(t)}"
     if t.kind == "reminder":
@@ -488,6 +542,11 @@ def _title(t: Transition) -> str:
 
 
 def _digest_title(kind: str, items: list[Transition]) -> str:
+    if kind == "regional-recovered":
+        return f"{len(items)} monitors are up again from every location"
+    if kind in REGIONAL_KINDS:
+        still = "still " if kind == "regional-reminder" else ""
+        return f"{len(items)} monitors are {still}failing from some locations"
     if kind == "recovered":
         return f"{len(items)} monitors RECOVERED"
     states = " or ".join(sorted({t.state for t in items}, key=_PROBLEMS.index))

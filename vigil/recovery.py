@@ -290,6 +290,9 @@ class RecoveryReport:
     findings: list[Finding] = field(default_factory=list)
     recovery_point: datetime | None = None
     created_target: bool = False
+    # what applying the backup's saved globals did (`GlobalsApplied`), when asked
+    globals: dict[str, Any] | None = None
+    globals_lines: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -316,6 +319,7 @@ class RecoveryReport:
             "check_s": round(self.check_s, 3),
             "total_s": round(self.total_s, 3),
             "recovery_point": self.recovery_point.isoformat() if self.recovery_point else None,
+            "globals": self.globals,
             "checks": [f.as_json() for f in self.findings],
             "problems": [f.line() for f in self.failures],
         }
@@ -338,6 +342,7 @@ class RecoveryReport:
             f"  {sum(f.ok for f in rows)} of {len(rows)} tables have the manifest's row counts; "
             f"{sum(f.ok for f in self.findings)} of {len(self.findings)} checks passed",
         ]
+        lines += [f"  {line}" for line in self.globals_lines]
         lines += [f"  MISSING {f.line()}" for f in self.failures]
         if not self.ok:
             lines.append(

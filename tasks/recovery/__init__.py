@@ -27,17 +27,17 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tasks.globals import target_roles
+from tasks.globals import apply_globals, target_roles
 from tasks.pg import CONNECT_TIMEOUT_S, USER_SCHEMAS, connect
 from tasks.recovery.fetch import Fetched, RecoveryError, RestoreRefused, fetch, load_manifest
 from tasks.recovery.inspect import inspect
 from tasks.recovery.restore import restore
 from tasks.recovery.scratch import create_database
 from tasks.storage import Storage
-from vigil.backup.globals import missing_roles, missing_roles_problem
+from vigil.backup.globals import GlobalsApplied, missing_roles, missing_roles_problem
 from vigil.backup.identity import describe_url
 from vigil.config import SqlCheck
-from vigil.recovery import RecoveryReport
+from vigil.recovery import Finding, RecoveryReport
 from vigil.redact import error_line
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "RecoveryError",
     "RestoreRefused",
     "Stopped",
+    "apply_saved_globals",
     "check_target",
     "ensure_target",
     "fetch",
@@ -141,6 +142,22 @@ def check_target(target_url: str, *, clean: bool, jobs: int) -> int:
     return max(1, min(jobs, int(free[0]) if free else 1))
 
 
+def apply_saved_globals(fetched: Fetched, connection: psycopg.Connection[Any]) -> GlobalsApplied:
+    """The backup's saved globals (as `fetch` read them back: checksum proven, unsealed)
+    applied to the server `connection` is on (roles the database needs that the server
+    lacks created; see `tasks.globals.apply_globals`); a file that could not be read is
+    said in `problem`, never raised: the missing roles are then named as they always were."""
+    if fetched.globals_sql is None:
+        entry = fetched.manifest.get("globals") or {}
+        if fetched.globals is not None and not fetched.globals.ok:
+            reason = fetched.globals.problem or fetched.globals.observed
+        else:
+            reason = entry.get("error") or "none was saved with this backup"
+        return GlobalsApplied(problem=f"no saved globals: {reason}")
+    text = fetched.globals_sql.read_text(encoding="utf-8", errors="replace")
+    return apply_globals(connection, text, fetched.manifest)
+
+
 def recover(
     storage: Storage,
     backup: str,
@@ -156,9 +173,12 @@ def recover(
     checks: Sequence[SqlCheck] = (),
     workdir: Path | None = None,
     identity: str | None = None,
+    globals: bool = True,
 ) -> RecoveryReport:
     """Fetch (checksum first), pg_restore into the target, and judge the copy with the
-    restore test's comparison; RestoreRefused when going ahead could harm or mislead."""
+    restore test's comparison; RestoreRefused when going ahead could harm or mislead.
+    With `globals`, the roles the archive needs that the target server lacks are first
+    created from the globals saved with the backup."""
     started = time.monotonic()
     created = ensure_target(target_url)
     allowed = check_target(target_url, clean=clean, jobs=jobs)
@@ -166,11 +186,17 @@ def recover(
         fetched = fetch(
             storage, backup, Path(folder), expected_sha256=expected_sha256, identity=identity
         )
-        if owners:
-            missing = missing_roles(fetched.manifest, target_roles(target_url))
-            if missing:
-                raise RestoreRefused(missing_roles_problem(fetched.manifest, missing))
+        applied = None
+        if globals:
+            with connect(target_url, what="the target") as connection:
+                applied = apply_saved_globals(fetched, connection)
+        missing = missing_roles(fetched.manifest, target_roles(target_url))
+        if owners and missing:
+            raise RestoreRefused(_roles_refusal(fetched.manifest, missing, applied, target_url))
         report = _report(fetched, backup, target_url, allowed, in_catalog)
+        if applied is not None:
+            report.globals = applied.as_json()
+            report.globals_lines = applied.lines()
         report.created_target = created
         left = timeout - (time.monotonic() - started)
         report.restore_s = restore(
@@ -196,9 +222,34 @@ def recover(
         privileges=owners,
     )
     report.findings, report.recovery_point = compared.findings, compared.recovery_point
+    if applied is not None:
+        server = describe_url(target_url)
+        report.findings.append(applied.finding(fetched.manifest, missing, server))
+    if fetched.globals is not None:
+        report.findings = [*report.findings, informative(fetched.globals)]
     report.check_s = time.monotonic() - checked
     report.total_s = time.monotonic() - started
     return report
+
+
+def _roles_refusal(
+    manifest: dict[str, Any], missing: list[str], applied: GlobalsApplied | None, url: str
+) -> str:
+    """Why the restore did not start: the roles still missing, and what was created."""
+    if applied is None:
+        return missing_roles_problem(manifest, missing)
+    said = applied.finding(manifest, missing, describe_url(url)).problem or ""
+    created = ", ".join(applied.created)
+    return said + (f" (created meanwhile: {created})" if created else "")
+
+
+def informative(found: Finding) -> Finding:
+    """For `vigil restore`, the globals file is an aid, not part of the copy: one that does
+    not read back is said (as `globals file`), and does not make a complete copy INCOMPLETE
+    (the restore test and the drill, which prove recoverability, fail on it)."""
+    if found.ok:
+        return Finding("globals file", True, found.expected, found.observed)
+    return Finding("globals file", True, found.expected, f"NOT read back: {found.observed}")
 
 
 def _report(

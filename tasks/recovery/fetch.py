@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.codec import CodecError, check_layers, decode
+from tasks.codec import CodecError, check_layers, decode, open_sealed
 from tasks.storage import Storage, StorageError, read_bytes
 from vigil.backup.identity import BackupError, Keys
 from vigil.backup.manifest import check_manifest
 from vigil.backup.sealing import Identities, maybe_identities, require_opener, sealed_for
+from vigil.recovery import Finding
 
 # Decodes stored chunks into `write`; returns the archive's size.
 Decoder = Callable[[Iterable[bytes], Callable[[bytes | memoryview], object]], int]
@@ -50,6 +51,10 @@ class Fetched:
     manifest: dict[str, Any]
     archive: Path
     seconds: float
+    # The saved roles and tablespaces, read back (checksum proven, unsealed): a finding.
+    globals: Finding | None = None
+    # That file's SQL, unsealed, when it read back whole (what recovery applies).
+    globals_sql: Path | None = None
 
 
 def load_manifest(storage: Storage, backup: str) -> dict[str, Any]:
@@ -107,7 +112,47 @@ def fetch(
         )
     if problem:
         raise RecoveryError(f"{backup}: {problem}; not restoring")
-    return Fetched(manifest, archive, time.monotonic() - started)
+    path = folder / "globals.sql"
+    saved = open_globals(storage, manifest, identities, path)
+    sql = path if saved.ok and path.exists() else None
+    return Fetched(manifest, archive, time.monotonic() - started, saved, sql)
+
+
+GLOBALS_EXPECTED = "the saved roles and tablespaces read back whole (and unsealed)"
+
+
+def open_globals(
+    storage: Storage, manifest: dict[str, Any], identities: Identities | None, path: Path
+) -> Finding:
+    """The globals file saved with the backup, its checksum proven and, when sealed, opened
+    with the identity at hand into `path` (what a recovery `psql -f`s after review). A
+    finding: a backup whose roles cannot be read back cannot be fully recovered."""
+    entry = (manifest.get("globals") or {}).get("file")
+    if not entry:
+        return Finding("globals", True, GLOBALS_EXPECTED, "not saved with this backup")
+    where = entry.get("location") or entry["key"]
+    try:
+        data = read_bytes(storage, entry["key"])
+    except StorageError as exc:
+        return Finding.failed("globals", f"the saved globals {where} are unreadable: {exc}")
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        return Finding.failed(
+            "globals", f"checksum mismatch: the saved globals {where} do not match the manifest"
+        )
+    sealed = sealed_for(entry)
+    if sealed:
+        if identities is None or not identities.opens(sealed):
+            return Finding.failed(
+                "globals", f"the saved globals {where} are sealed for {', '.join(sealed)}; "
+                "no identity at hand opens them",
+            )  # fmt: skip
+        try:
+            data = open_sealed(data, identities.keys)
+        except CodecError as exc:
+            return Finding.failed("globals", f"the saved globals {where} {exc}")
+    path.write_bytes(data)
+    how = "unsealed, " if sealed else ""
+    return Finding("globals", True, GLOBALS_EXPECTED, f"{how}{len(data):,} bytes of SQL")
 
 
 def decoder_for(dump: dict[str, Any], identities: Identities | None = None) -> Decoder:

@@ -219,12 +219,23 @@ def restore_command(
         bool,
         typer.Option("--no-owner", help="Skip ownership and grants (roles missing on the target)."),
     ] = False,
+    no_globals: Annotated[
+        bool,
+        typer.Option(
+            "--no-globals",
+            help="Do not create the roles the archive needs from the globals saved with the "
+            "backup (missing roles are then only named).",
+        ),
+    ] = False,
     identity: IdentityOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Restore a backup: fetch, prove its checksum, pg_restore (in its own process group,
     within restore_test.hard_timeout), and check the copy as the restore test does.
+    First the roles the archive refers to that the target server lacks are created from
+    the globals saved with the backup (never altering a role that exists; tablespaces are
+    skipped and named); --no-globals leaves the server's roles alone.
 
     Exit 0 when the copy holds everything the manifest recorded; 1 when the backup is
     unusable (bad checksum, failed restore) or anything is missing or differs; 2 for bad
@@ -260,6 +271,7 @@ def restore_command(
                 in_catalog=record is not None,
                 amcheck=loaded.restore_test.amcheck,
                 identity=identity or loaded.restore_test.identity,
+                globals=not no_globals,
             )
     except RestoreRefused as exc:
         fail(f"refused: {exc}", 2 if exc.usage else 1)

@@ -13,6 +13,7 @@ from datetime import datetime
 from vigil.config import Config, Monitor
 from vigil.maintenance import monitors_in_maintenance
 from vigil.monitoring import DOWN, UNKNOWN, MonitorState, Transition, advance
+from vigil.sweep import regional
 from vigil.sweep.checks import MonitorCheck
 from vigil.sweep.quorum import LocationView
 
@@ -54,10 +55,18 @@ def decide(
         state, transition = advance(
             check.monitor, prior, check.verdict, check.failed, check.obs.error, at, quiet
         )
-        view = views.get(name)
-        decision.after[name] = replace(state, locations=view.record()) if view else state
         if transition is not None:
             decision.transitions.append(transition)
+        view = views.get(name)
+        if view is not None:
+            below = check.monitor.below_quorum or config.sweep.below_quorum
+            record, notice = regional.step(
+                check.monitor, prior.locations, view, state, at, quiet, below
+            )
+            state = replace(state, locations=record)
+            if notice is not None:
+                decision.transitions.append(notice)
+        decision.after[name] = state
     return decision
 
 

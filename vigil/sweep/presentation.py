@@ -37,12 +37,17 @@ class RunState:
 
 
 def run_state(
-    decision: SweepDecision, alerts_sent: int, unchecked: list[Monitor], not_due: int = 0
+    decision: SweepDecision,
+    alerts_sent: int,
+    unchecked: list[Monitor],
+    not_due: int = 0,
+    silent: list[str] | None = None,
 ) -> RunState:
     """The sweep's final state: `Outage` when anything is DOWN, else `Incomplete` when some
     monitors were not checked (a shard or location did not report), else Completed (named
     `Degraded` when something is degraded). Monitors whose interval has not come round
-    (`not_due`) are counted, not checked."""
+    (`not_due`) are counted, not checked. `silent` names the runs (`shard 2/4`, `ap-south`,
+    `eu-west shard 1/2`) that did not report: `silent_runs` in the summary."""
     tally = counts(decision)  # once: each pass over 100,000 checks is ~0.3 s
     down = _down(decision)
     summary = sweep_summary(decision, alerts_sent, tally, down)
@@ -53,10 +58,11 @@ def run_state(
         why = "a location did not report" if decision.locations else "a shard did not report"
         message += f"; {len(unchecked)} not checked ({why})"
         problem = problem or "Incomplete"
-    silent = sorted({loc for v in decision.locations.values() for loc in v.silent})
-    if silent:
-        summary["silent_locations"] = silent
-        message += f"; no report from {', '.join(silent)}"
+    summary["silent_runs"] = list(silent or [])
+    unheard = sorted({loc for v in decision.locations.values() for loc in v.silent})
+    if unheard:
+        summary["silent_locations"] = unheard
+        message += f"; no report from {', '.join(unheard)}"
     if not_due:
         summary["not_due"] = not_due
         message += f"; {not_due} not due"

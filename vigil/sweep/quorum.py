@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.conditions import ConditionResult
-from vigil.config import Config, Monitor
+from vigil.config import LOCAL, Config, Monitor
 from vigil.monitoring import MonitorVerdict
 from vigil.sweep.checks import MonitorCheck
 
@@ -58,10 +58,21 @@ class LocationView:
         for verdict in ("failed", "degraded", "ok"):
             names = [name for name, seen in self.saw.items() if seen == verdict]
             if names:
-                parts.append(f"{_SAW[verdict]} from {_and(names)}")
+                parts.append(f"{_SAW[verdict]} from {and_names(names)}")
         if self.silent:
-            parts.append(f"no report from {_and(list(self.silent))}")
+            parts.append(f"no report from {and_names(list(self.silent))}")
         return ", ".join(parts)
+
+    def regional_words(self) -> str:
+        """`failing from eu-west only; up from us-east and ap-south`: a regional notice."""
+        parts = [f"failing from {and_names(self.failing)} only"]
+        for verdict in ("degraded", "ok"):
+            names = [name for name, seen in self.saw.items() if seen == verdict]
+            if names:
+                parts.append(f"{_SAW[verdict]} from {and_names(names)}")
+        if self.silent:
+            parts.append(f"no report from {and_names(list(self.silent))}")
+        return "; ".join(parts)
 
     def record(self) -> dict[str, Any]:
         """The JSON kept with the check and the monitor's state."""
@@ -82,6 +93,38 @@ class LocationView:
         )
 
 
+@dataclass(frozen=True)
+class LocationRun:
+    """One run a located sweep starts: a location's probes, or one shard of them
+    (`locations.<name>.shards`). `slot` is its key in the sweep's store hand-over."""
+
+    location: str
+    shard: int
+    shards: int
+    slot: int
+
+    @property
+    def name(self) -> str:
+        """How logs and `silent_runs` name it: `eu-west`, or `eu-west shard 2/3`."""
+        if self.shards == 1:
+            return self.location
+        return f"{self.location} shard {self.shard + 1}/{self.shards}"
+
+
+def location_runs(config: Config, wanted: dict[str, list[Monitor]]) -> list[LocationRun]:
+    """The runs to start: for each location but `local` with monitors due, its shards (no
+    more than it has monitors, counted as its shard runs split them: all of them, due or
+    not, so parent and shards agree on who probes what)."""
+    runs: list[LocationRun] = []
+    for name, location in config.locations.items():
+        if name == LOCAL or not wanted.get(name):
+            continue
+        everyone = sum(name in config.locations_of(m) for m in config.monitors)
+        shards = max(1, min(location.shards, everyone))
+        runs += [LocationRun(name, i, shards, len(runs) + i) for i in range(shards)]
+    return runs
+
+
 _WORDS_START = tuple(f"{word} from " for word in _SAW.values())
 
 
@@ -94,7 +137,7 @@ def seen_from(cause: str | None) -> str | None:
     return head if head.startswith(_WORDS_START) else None
 
 
-def _and(names: list[str]) -> str:
+def and_names(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
