@@ -1,6 +1,10 @@
-"""Soak: `vigil serve` against its own Prefect server for minutes, with 100 and 1,000
-monitors on a fast local target, sweeping every 10 s (serve's floor) and housekeeping every
-minute with short retention horizons, so retention kicks in during the run.
+"""Soak: `vigil serve` against its own Prefect server for an hour, with 100 and 1,000
+monitors on a fast local target, sweeping every 10 s (serve's floor), on vigil's accelerated
+clock (vigil/clock.py, VIGIL_CLOCK): at the default rate of 1440 a real minute is a vigil day,
+so the daily housekeeping runs every real minute and the default 30-day check retention is
+crossed after 30 minutes (rollups are kept 45 days here, so that horizon is crossed too).
+Prefect runs on the real clock: the server gets vigil's vacuum settings with the shortest
+flow-run retention Prefect allows (just over an hour) and a vacuum pass every minute.
 
 Recorded every few seconds: the records store's size (SQLite file + WAL), Prefect's
 database size, the RSS of every process of the server and of `vigil serve` (with the flow
@@ -33,6 +37,9 @@ from benchmarks.targets import ROOT, free_port, running_target
 TICK = os.sysconf("SC_CLK_TCK")
 SWEEP_EVERY_S = 10
 DAY_SWEEPS = 1440  # one sweep a minute
+PREFECT_RUNS = 3660  # seconds: Prefect's minimum flow-run retention is more than one hour
+VACUUM_EVERY_S = 60
+ROLLUPS_DAYS = 45
 
 
 def config_text(n: int, base: str, store: Path) -> str:
@@ -40,7 +47,8 @@ def config_text(n: int, base: str, store: Path) -> str:
     return (
         f"store: {{url: 'sqlite:///{store}'}}\n"
         f"sweep: {{every: {SWEEP_EVERY_S}s}}\n"
-        "retention: {checks: 2m, rollups: 3m, schedule: '* * * * *', prefect_runs: 2h}\n"
+        f"retention: {{checks: 30d, rollups: {ROLLUPS_DAYS}d, schedule: '* * * * *', "
+        f"prefect_runs: {PREFECT_RUNS}s}}\n"
         f"monitors:\n{monitors}\n"
     )
 
@@ -128,7 +136,8 @@ def wait_healthy(url: str, timeout: float = 120) -> None:
 # --- one soak -------------------------------------------------------------------------------
 
 
-def soak(n: int, minutes: float, base: str, work: Path) -> dict[str, Any]:
+def soak(n: int, minutes: float, base: str, work: Path, rate: float) -> dict[str, Any]:
+    from vigil import clock
     from vigil.prefect_db import server_settings
 
     home = work / f"n{n}"
@@ -147,7 +156,8 @@ def soak(n: int, minutes: float, base: str, work: Path) -> dict[str, Any]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
-    server_env = env | server_settings(timedelta(hours=2))
+    server_env = env | server_settings(timedelta(seconds=PREFECT_RUNS))
+    server_env["PREFECT_SERVER_SERVICES_DB_VACUUM_LOOP_SECONDS"] = str(VACUUM_EVERY_S)
     server = start(
         [
             sys.executable,
@@ -163,11 +173,12 @@ def soak(n: int, minutes: float, base: str, work: Path) -> dict[str, Any]:
         server_env,
         home / "server.log",
     )
+    vigil_clock = clock.accelerated(rate)
     serve = None
     samples: list[dict[str, Any]] = []
     try:
         wait_healthy(api)
-        serve_env = env | {"PREFECT_API_URL": api}
+        serve_env = env | {"PREFECT_API_URL": api, clock.ENV: vigil_clock}
         serve = start(
             [sys.executable, "-m", "vigil", "serve", "-c", str(config)],
             serve_env,
@@ -179,6 +190,7 @@ def soak(n: int, minutes: float, base: str, work: Path) -> dict[str, Any]:
             if serve.poll() is not None:
                 raise RuntimeError(f"vigil serve exited {serve.returncode}")
             samples.append(sample(began, store, prefect_db, server.pid, serve.pid))
+            samples[-1]["vigil_days"] = round((time.monotonic() - began) * rate / 86400, 2)
         runs = sweep_runs(api, datetime.now(UTC))
     finally:
         if serve is not None:
@@ -187,6 +199,8 @@ def soak(n: int, minutes: float, base: str, work: Path) -> dict[str, Any]:
     return {
         "n": n,
         "minutes": minutes,
+        "rate": rate,
+        "clock": vigil_clock,
         "samples": samples,
         "runs": runs,
         "tables": table_bytes(store),
@@ -207,6 +221,9 @@ def sample(began: float, store: Path, prefect_db: Path, server: int, serve: int)
         "serve_cpu_s": cpu_s(serve) + sum(cpu_s(p) for p in serve_tree if p != serve),
         "server_cpu_s": sum(cpu_s(p) for p in tree(server)),
         "checks": rows(store, "check_results"),
+        "rollups": rows(store, "hourly_rollups"),
+        "prefect_runs": rows(prefect_db, "flow_run"),
+        "load1": os.getloadavg()[0],
     }
 
 
@@ -314,10 +331,26 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "prefect_kb_per_run": prefect_per_run / 1e3,
         "year_records_gb_default_retention": year_records / 1e9,
         "year_records_mb_per_monitor": year_records / n / 1e6,
-        "prefect_gb_at_30d_runs": prefect_per_run * DAY_SWEEPS * 30 / 1e9,
+        "prefect_gb_at_7d_runs": prefect_per_run * DAY_SWEEPS * 7 / 1e9,
+        "after_horizon": after_horizon(result),
+        "prefect_runs_max_end": (max(x["prefect_runs"] or 0 for x in s), s[-1]["prefect_runs"]),
+        "load1_mean_max": (
+            round(sum(x["load1"] for x in s) / len(s), 2),
+            round(max(x["load1"] for x in s), 2),
+        ),
         "errors": result["errors"][:10],
         "error_count": len(result["errors"]),
     }
+
+
+def after_horizon(result: dict[str, Any]) -> dict[str, Any]:
+    """Each series at the first sample past both retention horizons (vigil time) and at the
+    end: flat disk and memory means these pairs are close."""
+    s = result["samples"]
+    past = [x for x in s if x["vigil_days"] >= ROLLUPS_DAYS] or s[-1:]
+    first, last = past[0], s[-1]
+    keys = ("store_bytes", "checks", "rollups", "server_rss", "serve_rss", "prefect_bytes")
+    return {"real_minute": round(first["t"] / 60, 1)} | {k: (first[k], last[k]) for k in keys}
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -328,19 +361,31 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     s = result["samples"]
     t = [x["t"] / 60 for x in s]
-    fig, (disk, mem) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig, (disk, count, mem) = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
     disk.plot(t, [x["store_bytes"] / 1e6 for x in s], label="records store (SQLite+WAL)")
     disk.plot(t, [x["prefect_bytes"] / 1e6 for x in s], label="Prefect DB (SQLite+WAL)")
     disk.set_ylabel("MB")
     disk.set_title(
-        f"vigil serve soak, {result['n']} monitors, sweep every {SWEEP_EVERY_S}s, checks kept 2m"
+        f"vigil serve soak, {result['n']} monitors, sweep every {SWEEP_EVERY_S}s, "
+        f"vigil clock {result['rate']:g}x (checks kept 30d, rollups {ROLLUPS_DAYS}d)",
+        fontsize=9,
     )
     disk.legend(fontsize=8)
+    count.plot(t, [(x["checks"] or 0) / 1e3 for x in s], label="check rows")
+    count.plot(t, [(x["rollups"] or 0) / 1e3 for x in s], label="rollup rows")
+    count.plot(t, [(x["prefect_runs"] or 0) / 1e3 for x in s], label="Prefect flow runs")
+    count.set_ylabel("thousand rows")
+    count.legend(fontsize=8)
+    days = count.secondary_xaxis(
+        "top",
+        functions=(lambda m: m * result["rate"] / 1440, lambda d: d * 1440 / result["rate"]),
+    )
+    days.set_xlabel("vigil days", fontsize=8)
     mem.plot(t, [x["server_rss"] / 1e6 for x in s], label="Prefect server RSS")
     mem.plot(t, [x["serve_rss"] / 1e6 for x in s], label="vigil serve RSS")
     mem.plot(t, [x["runs_rss"] / 1e6 for x in s], label="flow-run subprocesses RSS")
     mem.set_ylabel("MB")
-    mem.set_xlabel("minutes")
+    mem.set_xlabel("real minutes")
     mem.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=70)
@@ -352,21 +397,38 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "vigil-soak")
+    parser.add_argument(
+        "--rate", type=float, default=1440, help="vigil's clock speed (1440: a day a minute)"
+    )
+    parser.add_argument(
+        "--parallel", action="store_true", help="soak the sizes at once (each its own server)"
+    )
+    parser.add_argument("--every", type=int, default=10, help="seconds between sweeps")
     args = parser.parse_args()
+    globals()["SWEEP_EVERY_S"] = max(args.every, 10)
     args.out.mkdir(parents=True, exist_ok=True)
-    summaries = []
+    sizes = [int(x) for x in args.sizes.split(",")]
     with running_target() as base, tempfile.TemporaryDirectory(prefix="vigil-soak-") as work:
-        for n in (int(x) for x in args.sizes.split(",")):
-            print(f"soak: {n} monitors for {args.minutes} min ...", flush=True)
-            result = soak(n, args.minutes, base, Path(work))
+
+        def one(n: int) -> None:
+            print(f"soak: {n} monitors for {args.minutes} min at {args.rate:g}x", flush=True)
+            result = soak(n, args.minutes, base, Path(work), args.rate)
             plot(result, args.out / f"soak-{n}.png")
             summary = summarize(result)
-            summaries.append(summary)
             (args.out / f"soak-{n}.json").write_text(
                 json.dumps({"summary": summary, "samples": result["samples"]}, indent=1)
             )
-            for key, value in summary.items():
-                print(f"  {key:<36} {value}")
+            lines = [f"  {key:<36} {value}" for key, value in summary.items()]
+            print(f"soak: {n} monitors\n" + "\n".join(lines), flush=True)
+
+        if args.parallel:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(sizes)) as pool:
+                list(pool.map(one, sizes))
+        else:
+            for n in sizes:
+                one(n)
     print(f"\nsoak finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; plots in {args.out}")
 
 
