@@ -233,6 +233,7 @@ def restore_command(
 ) -> None:
     """Restore a backup: fetch, prove its checksum, pg_restore (in its own process group,
     within restore_test.hard_timeout), and check the copy as the restore test does.
+
     First the roles the archive refers to that the target server lacks are created from
     the globals saved with the backup (never altering a role that exists; tablespaces are
     skipped and named); --no-globals leaves the server's roles alone.
