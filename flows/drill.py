@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import recovery as engine
 from tasks import runbook
+from tasks.globals import roles_on
 from tasks.notify import notify
 from tasks.recovery import scratch
 from tasks.storage import Storage, StorageError, open_storage
@@ -195,9 +196,9 @@ def restore_globals(admin: Any, fetched: engine.Fetched, database: str) -> Findi
         story().info("restore %s: %s", database, line)
     if fetched.globals is not None and not fetched.globals.ok:
         return fetched.globals
-    present = [str(r[0]) for r in admin.execute("SELECT rolname FROM pg_roles")]
     manifest = fetched.manifest
-    return applied.finding(manifest, missing_roles(manifest, present), "the rehearsal server")
+    missing = missing_roles(manifest, roles_on(admin))
+    return applied.finding(manifest, missing, "the rehearsal server")
 
 
 @task(name="check fallbacks", cache_policy=NO_CACHE)

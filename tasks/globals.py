@@ -77,10 +77,9 @@ def roles_needed(connection: psycopg.Connection[Any]) -> list[str]:
     return sorted(str(r[0]) for r in rows if not str(r[0]).startswith("pg_"))
 
 
-def target_roles(url: str) -> list[str]:
-    """The roles a target server has."""
-    with connect(url, what="the target") as connection:
-        return [str(r[0]) for r in connection.execute("SELECT rolname FROM pg_roles")]
+def roles_on(connection: psycopg.Connection[Any]) -> list[str]:
+    """The roles the server `connection` is on has (all of them, pg_ ones included)."""
+    return [str(r[0]) for r in connection.execute("SELECT rolname FROM pg_roles")]
 
 
 def save_globals(
@@ -127,7 +126,7 @@ def apply_globals(
     except GlobalsSyntaxError as exc:
         return GlobalsApplied(problem=f"the saved globals do not parse: {exc}")
     me = str(connection.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
-    present = {str(r[0]) for r in connection.execute("SELECT rolname FROM pg_roles")}
+    present = set(roles_on(connection))
     recorded = (manifest.get("globals") or {}).get("roles_needed")
     wanted = read.related(recorded if recorded else read.roles)
     applied = GlobalsApplied(tablespaces=list(read.tablespaces))

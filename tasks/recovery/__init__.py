@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tasks.globals import apply_globals, target_roles
+from tasks.globals import apply_globals, roles_on
 from tasks.pg import CONNECT_TIMEOUT_S, USER_SCHEMAS, connect
 from tasks.recovery.fetch import Fetched, RecoveryError, RestoreRefused, fetch, load_manifest
 from tasks.recovery.inspect import inspect
@@ -186,11 +186,9 @@ def recover(
         fetched = fetch(
             storage, backup, Path(folder), expected_sha256=expected_sha256, identity=identity
         )
-        applied = None
-        if globals:
-            with connect(target_url, what="the target") as connection:
-                applied = apply_saved_globals(fetched, connection)
-        missing = missing_roles(fetched.manifest, target_roles(target_url))
+        with connect(target_url, what="the target") as connection:
+            applied = apply_saved_globals(fetched, connection) if globals else None
+            missing = missing_roles(fetched.manifest, roles_on(connection))
         if owners and missing:
             raise RestoreRefused(_roles_refusal(fetched.manifest, missing, applied, target_url))
         report = _report(fetched, backup, target_url, allowed, in_catalog)

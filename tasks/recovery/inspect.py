@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from tasks.completeness import read_contents
+from tasks.globals import roles_on
 from tasks.pg import CONNECT_TIMEOUT_S, USER_SCHEMAS, connect
 from tasks.snapshot import read_facts
 from vigil.backup.facts import qualified, split_name
@@ -64,7 +65,7 @@ def inspect(
         restored = read_restored(manifest, connection, amcheck=amcheck, helpers=helpers)
         restored = replace(restored, privileges=privileges)
         configured = run_sql_checks(checks, database, connection)
-        present = [str(r[0]) for r in connection.execute("SELECT rolname FROM pg_roles")]
+        present = roles_on(connection)
     compared = judge(manifest, restored)
     roles = roles_finding(manifest, missing_roles(manifest, present))
     findings = [*compared.findings, roles, *configured]
