@@ -333,6 +333,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "year_records_mb_per_monitor": year_records / n / 1e6,
         "prefect_gb_at_7d_runs": prefect_per_run * DAY_SWEEPS * 7 / 1e9,
         "after_horizon": after_horizon(result),
+        "prefect_vacuum": prefect_vacuum(s),
         "prefect_runs_max_end": (max(x["prefect_runs"] or 0 for x in s), s[-1]["prefect_runs"]),
         "load1_mean_max": (
             round(sum(x["load1"] for x in s) / len(s), 2),
@@ -351,6 +352,37 @@ def after_horizon(result: dict[str, Any]) -> dict[str, Any]:
     first, last = past[0], s[-1]
     keys = ("store_bytes", "checks", "rollups", "server_rss", "serve_rss", "prefect_bytes")
     return {"real_minute": round(first["t"] / 60, 1)} | {k: (first[k], last[k]) for k in keys}
+
+
+def prefect_vacuum(s: list[dict[str, Any]]) -> dict[str, Any]:
+    """Prefect's database once its vacuum can delete (runs ended more than PREFECT_RUNS
+    seconds ago, real time, plus two vacuum passes): growth per real minute before and after
+    that point. A bounded database grows much less after it (free pages are reused), and
+    its flow-run count stops rising."""
+    horizon = PREFECT_RUNS + 2 * VACUUM_EVERY_S
+    before = [x for x in s if x["t"] < horizon]
+    after = [x for x in s if x["t"] >= horizon]
+    if len(before) < 2 or len(after) < 2:
+        return {"reached": False, "horizon_real_minute": horizon / 60}
+
+    def per_minute(part: list[dict[str, Any]], key: str) -> float:
+        span = (part[-1]["t"] - part[0]["t"]) / 60
+        return ((part[-1][key] or 0) - (part[0][key] or 0)) / max(span, 1e-9)
+
+    return {
+        "reached": True,
+        "horizon_real_minute": round(horizon / 60, 1),
+        "mb_at_horizon_end": (after[0]["prefect_bytes"] / 1e6, after[-1]["prefect_bytes"] / 1e6),
+        "mb_per_minute_before_after": (
+            round(per_minute(before, "prefect_bytes") / 1e6, 3),
+            round(per_minute(after, "prefect_bytes") / 1e6, 3),
+        ),
+        "flow_runs_at_horizon_end": (after[0]["prefect_runs"], after[-1]["prefect_runs"]),
+        "flow_runs_per_minute_before_after": (
+            round(per_minute(before, "prefect_runs"), 1),
+            round(per_minute(after, "prefect_runs"), 1),
+        ),
+    }
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

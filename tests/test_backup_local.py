@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from tests.backup_helpers import (
 )
 from tests.fixtures.receivers import HttpReceiver
 from tests.helpers import table_artifact
+from vigil import clock
 from vigil.cli import app
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -116,3 +120,24 @@ def test_backup_command_refuses_an_unknown_database(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "no database named 'billing' under `databases:` (known: main)" in result.output
+
+
+def test_backups_on_a_frozen_clock_take_the_next_free_second(
+    tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Backup ids are per second: a second backup in the same vigil second (here a frozen
+    VIGIL_CLOCK, where that second never ends) takes the next one instead of waiting."""
+    seed(pg_database)
+    config = configure(tmp_path, pg_database, (tmp_path / "backups").as_uri())
+    at = datetime(2031, 1, 1, 2, 0, tzinfo=UTC)
+    env = {**os.environ, clock.ENV: clock.frozen(at)}
+    command = [sys.executable, "-m", "vigil", "backup", "-c", str(config), "--json"]
+    for _ in range(2):
+        done = subprocess.run(
+            command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, done.stderr
+    first, second = backups(tmp_path)
+    assert first.created_at.replace(tzinfo=UTC) == at
+    assert second.created_at.replace(tzinfo=UTC) == at + timedelta(seconds=1)
+    assert first.id != second.id and second.verified
