@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from tests.fixtures.prefect_server import PrefectServer, wait_for
 from vigil.cli import app
 from vigil.prefect_db import (
+    EVENTS_RETENTION,
     VACUUM_ENABLED,
     VACUUM_RETENTION,
     assess,
@@ -39,6 +40,9 @@ def test_the_setting_names_are_the_ones_the_installed_prefect_reads(
     vacuum = Settings().server.services.db_vacuum
     assert "flow_runs" in vacuum.enabled_vacuum_types
     assert vacuum.retention_period == timedelta(days=14)
+    assert Settings().server.events.retention_period == timedelta(days=7), "never longer"
+    monkeypatch.setenv(EVENTS_RETENTION, server_settings(timedelta(hours=2))[EVENTS_RETENTION])
+    assert Settings().server.events.retention_period == timedelta(hours=2), "runs' horizon"
     monkeypatch.setenv(VACUUM_RETENTION, "bogus")
     with pytest.raises(Exception, match="retention_period"):
         Settings()
@@ -109,6 +113,21 @@ def test_status_warns_about_a_server_that_keeps_runs_forever(
     assert found["size_bytes"] and found["size_of"].endswith("prefect.db")
 
 
+def age_events(database: Path, hours: float) -> int:
+    """Make every event (and its resources) look `hours` old (the vacuum goes by occurred)."""
+    occurred = (datetime.now(UTC) - timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE event_resources SET occurred = ?", (occurred,))
+        return connection.execute("UPDATE events SET occurred = ?", (occurred,)).rowcount
+
+
+def old_events(database: Path, hours: float) -> int:
+    cutoff = (datetime.now(UTC) - timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with sqlite3.connect(database) as connection:
+        query = "SELECT count(*) FROM events WHERE occurred < ?"
+        return int(connection.execute(query, (cutoff,)).fetchone()[0])
+
+
 def age_runs(database: Path, hours: float) -> int:
     """Make every run look finished `hours` ago (the vacuum goes by end_time)."""
     ended = (datetime.now(UTC) - timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -148,12 +167,15 @@ def test_a_vacuumed_prefect_database_still_serves_the_ui_and_the_api(tmp_path: P
             )
         database = tmp_path / "server" / "prefect.db"
         assert age_runs(database, hours=3) == 6
+        wait_for(lambda: age_events(database, hours=3) > 0, 30, "the runs' events", server.log)
 
         def runs_left() -> int:
             with server.client() as client:
                 return len(client.read_flow_runs())
 
         wait_for(lambda: runs_left() == 0, 60, "the vacuum to delete the old runs", server.log)
+        # Events go by the runs' horizon too, not Prefect's 7 days.
+        wait_for(lambda: old_events(database, 2) == 0, 60, "the old events to go", server.log)
         with sqlite3.connect(database) as connection:
             assert connection.execute("SELECT count(*) FROM log").fetchone()[0] == 0
         time.sleep(1)

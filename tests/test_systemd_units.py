@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from vigil.config import RecordsRetention
-from vigil.prefect_db import VACUUM_ENABLED, VACUUM_RETENTION, WANTED_VACUUM
+from vigil.prefect_db import (
+    EVENTS_RETENTION,
+    VACUUM_ENABLED,
+    VACUUM_RETENTION,
+    WANTED_VACUUM,
+    server_settings,
+)
 
 UNITS = Path(__file__).parents[1] / "deployments" / "systemd"
 NAMES = ["prefect-server.service", "vigil.service"]
@@ -49,6 +55,8 @@ def test_the_prefect_server_vacuums_flow_runs() -> None:
     example = (UNITS / "vigil.env.example").read_text()
     seconds = int(RecordsRetention().prefect_runs_horizon.total_seconds())
     assert f"\n{VACUUM_RETENTION}={seconds}\n" in example
+    events = server_settings(RecordsRetention().prefect_runs_horizon)[EVENTS_RETENTION]
+    assert f"\n{EVENTS_RETENTION}={events}\n" in example
 
 
 def test_systemd_accepts_the_units(tmp_path: Path) -> None:
