@@ -32,6 +32,7 @@ from vigil.status import (
     StatusScreen,
     is_success,
 )
+from vigil.sweep.quorum import NO_REPORT, SEEN
 
 JOB = "vigil"
 
@@ -88,6 +89,21 @@ def _monitors(gauge: GaugeFactory, lines: list[MonitorLine]) -> None:
         _set(latency, line.name, None if line.latency_ms is None else line.latency_ms / 1000)
         if line.tls_days_left is not None and line.last_checked_at is not None:
             tls.labels(line.name).set(line.last_checked_at.timestamp() + line.tls_days_left * 86400)
+    _locations(gauge, lines)
+
+
+def _locations(gauge: GaugeFactory, lines: list[MonitorLine]) -> None:
+    """What each location saw at a monitor's last check (monitors probed from several
+    locations only): failing there or not, and whether its run reported at all; a silent
+    location's failing is left out, as nobody knows."""
+    labels = ("monitor", "location")
+    failing = gauge("monitor_location_failing", "1 if the location saw it fail.", labels)
+    reported = gauge("monitor_location_reported", "1 if the location's run reported.", labels)
+    for line in lines:
+        for location, word in line.seen.items():
+            reported.labels(line.name, location).set(int(word != NO_REPORT))
+            if word != NO_REPORT:
+                failing.labels(line.name, location).set(int(word == SEEN["failed"]))
 
 
 def _backups(gauge: GaugeFactory, lines: list[BackupLine]) -> None:

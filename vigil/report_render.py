@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from datetime import timedelta
 
-from vigil import charts
+from vigil import boundary, charts
 from vigil.durations import format_duration, format_size
 from vigil.report import DrillSummary, Report, Slo
 from vigil.sweep.quorum import seen_from
@@ -215,7 +215,7 @@ def _located(report: Report) -> bool:
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(boundary.markdown_cell(c) for c in cells) + " |"
 
     return [line(headers), "|" + "---|" * len(headers), *(line(r) for r in rows)]
 

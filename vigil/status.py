@@ -80,8 +80,11 @@ class MonitorLine:
     flow_run_id: str | None
     link: str | None
     attention: str | None = None
-    # What its locations saw, when not all alike ("DOWN from eu-west, up from us-east").
+    # What its locations saw, when not all alike (`vigil.sweep.regional.shown`: "DOWN from
+    # eu-west, up from us-east", "failing from eu-west only; up from us-east"), and each
+    # location's word at the last check (`down`, `degraded`, `up`, `no report`).
     locations: str | None = None
+    seen: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -230,7 +233,7 @@ def _monitor_line(name: str, row: Any, ui_url: str | None) -> MonitorLine:
         return MonitorLine(name, UNKNOWN, None, None, False, None, None, None, None, None)
     state, in_maintenance, latency, tls, run_id = row
     problem = "; ".join(state.failed_conditions) or state.last_error
-    shown = problem if state.state in (DOWN, DEGRADED) else None
+    shown = _without_locations(problem) if state.state in (DOWN, DEGRADED) else None
     return MonitorLine(
         name=name,
         state=state.state,
@@ -242,21 +245,31 @@ def _monitor_line(name: str, row: Any, ui_url: str | None) -> MonitorLine:
         problem=shown,
         flow_run_id=run_id,
         link=run_link(ui_url, run_id),
-        locations=_locations(state.locations, shown),
+        **_locations(state.locations),
     )
 
 
-def _locations(record: dict[str, Any] | None, problem: str | None) -> str | None:
-    """The locations' words, unless every location saw the same or the problem says it."""
+def _locations(record: dict[str, Any] | None) -> dict[str, Any]:
+    """The line's `locations` and `seen`, from the state's locations record."""
     if not record:
-        return None
+        return {}
     from vigil.sweep.quorum import LocationView
+    from vigil.sweep.regional import shown_record
 
-    view = LocationView.from_record(record)
-    if not (view.failing or view.silent or len(set(view.saw.values())) > 1):
-        return None
-    words = view.words()
-    return None if problem and words in problem else words
+    return {
+        "locations": shown_record(record),
+        "seen": LocationView.from_record(record).by_location(),
+    }
+
+
+def _without_locations(problem: str | None) -> str | None:
+    """The problem less the locations' words at its head (the line shows them itself)."""
+    from vigil.sweep.quorum import seen_from
+
+    head = seen_from(problem)
+    if not problem or head is None:
+        return problem
+    return problem[len(head) :].removeprefix("; ") or None
 
 
 def _monitor_attention(line: MonitorLine, now: datetime, stale_after: timedelta) -> str | None:

@@ -122,7 +122,8 @@ class Service:
     label: str
     state: str
     days: list[Day]
-    # What its locations saw when they did not agree ("DOWN from eu-west, up from us-east").
+    # What its locations saw when they did not agree ("DOWN from eu-west, up from us-east",
+    # "failing from eu-west only; up from us-east").
     regions: str = ""
 
     @property
@@ -255,18 +256,15 @@ def _current_states(
 
 
 def _regions(store: Store, names: list[str]) -> dict[str, str]:
-    """What the locations saw at each monitor's last check, where they did not agree."""
-    from vigil.sweep.quorum import LocationView
+    """What the locations saw at each monitor's last check, where they did not agree
+    (`vigil.sweep.regional.shown`)."""
+    from vigil.sweep.regional import shown_record
 
     with store.session() as session:
         query = select(MonitorState).where(MonitorState.monitor.in_(names))
         records = {s.monitor: s.locations for s in session.scalars(query) if s.locations}
-    found = {}
-    for name, record in records.items():
-        view = LocationView.from_record(record)
-        if view.failing or view.silent or len(set(view.saw.values())) > 1:
-            found[name] = view.words()
-    return found
+    found = {name: shown_record(record) for name, record in records.items()}
+    return {name: words for name, words in found.items() if words}
 
 
 def _days_by_monitor(

@@ -19,6 +19,8 @@ from vigil.durations import format_duration
 from vigil.monitoring import DEGRADED, DOWN, UNKNOWN, UP, pending
 from vigil.sweep.checks import MonitorCheck
 from vigil.sweep.decision import SweepDecision
+from vigil.sweep.quorum import LOCATIONS
+from vigil.sweep.regional import REGIONAL, shown
 
 STATE_ORDER = {DOWN: 0, DEGRADED: 1, UNKNOWN: 2, UP: 3}
 ARTIFACT_KEY = "uptime-sweep"
@@ -140,11 +142,18 @@ def sweep_summary(
 
 def _location_words(decision: SweepDecision) -> dict[str, str]:
     """What each monitor's locations saw, for monitors not seen alike from all of them."""
-    return {
-        name: view.words()
-        for name, view in decision.locations.items()
-        if view.failing or view.silent or len(set(view.saw.values())) > 1
-    }
+    told = {name: _told(decision, name) for name, view in decision.locations.items()}
+    return {name: words for name, words in told.items() if words}
+
+
+def _told(decision: SweepDecision, name: str) -> str:
+    """`vigil.sweep.regional.shown` for one monitor, with its episode after this sweep."""
+    view = decision.locations.get(name)
+    if view is None:
+        return ""
+    state = decision.after.get(name)
+    episode = (state.locations or {}).get(REGIONAL) if state else None
+    return shown(view, episode) or ""
 
 
 def _down(decision: SweepDecision) -> list[str]:
@@ -167,19 +176,28 @@ def table(decision: SweepDecision) -> tuple[list[dict[str, Any]], int]:
         latency = check.obs.response_time
         since = state.since
         view = views.get(check.monitor.name) if views else None
-        where = {"locations": view.words() if view else ""} if views else {}
+        told = _told(decision, check.monitor.name) or (view.words() if view else "")
+        where = {"locations": told} if views else {}
         rows.append(
             {
                 "monitor": check.monitor.name,
                 "state": (_pending(decision, check) or state.state)
                 + (" (maintenance)" if check.monitor.name in decision.maintenance else ""),
                 "latency": "-" if latency is None else format_duration(timedelta(seconds=latency)),
-                "failed conditions": "; ".join(check.failed) or (check.obs.error or ""),
+                "failed conditions": _failed(check, bool(views)),
                 "since": since.strftime("%Y-%m-%d %H:%M UTC") if since else "",
                 **where,
             }
         )
     return rows, max(0, len(ordered) - ARTIFACT_ROWS)
+
+
+def _failed(check: MonitorCheck, located: bool) -> str:
+    """The row's failed conditions; the locations' words are their own column."""
+    failed = [
+        r.detail for r in check.results if not r.ok and not (located and r.condition == LOCATIONS)
+    ]
+    return "; ".join(failed) or (check.obs.error or "")
 
 
 def table_description(decision: SweepDecision, hidden: int) -> str:

@@ -27,6 +27,9 @@ from vigil.sweep.checks import MonitorCheck
 
 LOCATIONS = "[LOCATIONS]"
 _SAW = {"failed": "DOWN", "degraded": "degraded", "ok": "up"}
+# Each location's word in `vigil status --json` and the metrics (`by_location`).
+SEEN = {"failed": "down", "degraded": "degraded", "ok": "up"}
+NO_REPORT = "no report"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,17 @@ class LocationView:
         """A failure seen from some locations, fewer than the quorum."""
         return bool(self.failing) and not self.confirmed
 
+    @property
+    def notable(self) -> bool:
+        """Whether its locations did not all see the same: a failure, a silent location, or
+        a mix of up and degraded. Only then is the view shown to people."""
+        return bool(self.failing or self.silent or len(set(self.saw.values())) > 1)
+
+    def by_location(self) -> dict[str, str]:
+        """Each location's word: `down`, `degraded`, `up` or `no report` (silent)."""
+        seen = {name: SEEN[verdict] for name, verdict in self.saw.items()}
+        return {**seen, **dict.fromkeys(self.silent, NO_REPORT)}
+
     def words(self) -> str:
         """`DOWN from eu-west and us-east, up from ap-south`, then the silent ones."""
         parts = []
@@ -60,7 +74,7 @@ class LocationView:
             if names:
                 parts.append(f"{_SAW[verdict]} from {and_names(names)}")
         if self.silent:
-            parts.append(f"no report from {and_names(list(self.silent))}")
+            parts.append(f"{NO_REPORT} from {and_names(list(self.silent))}")
         return ", ".join(parts)
 
     def regional_words(self) -> str:
@@ -71,7 +85,7 @@ class LocationView:
             if names:
                 parts.append(f"{_SAW[verdict]} from {and_names(names)}")
         if self.silent:
-            parts.append(f"no report from {and_names(list(self.silent))}")
+            parts.append(f"{NO_REPORT} from {and_names(list(self.silent))}")
         return "; ".join(parts)
 
     def record(self) -> dict[str, Any]:

@@ -67,6 +67,33 @@ def step(
     )
 
 
+def shown(view: LocationView, episode: dict[str, Any] | None = None) -> str | None:
+    """What people are told of a monitor's locations (`vigil status`, the status page, the
+    sweep's table and summary), or None when every location reported and saw the same.
+
+    A failure the quorum confirmed reads `DOWN from eu-west and us-east, up from ap-south`;
+    one below it (UP with a regional warning, or DEGRADED by `below_quorum`) reads like its
+    notice, `failing from ap-south only; up from eu-west and us-east`; silent locations are
+    named (`no report from ap-south`). An episode still going on because the location that
+    failed has gone silent since says so: `...; failing from eu-west since 10:01 UTC`."""
+    episode = episode or {}
+    if not (view.notable or episode):
+        return None
+    words = view.regional_words() if view.regional else view.words()
+    if episode and not view.regional and not view.confirmed:
+        since = datetime.fromisoformat(episode["since"]).strftime("%Y-%m-%d %H:%M UTC")
+        failing = and_names(list(episode.get("failing") or ["some locations"]))
+        words = "; ".join(w for w in (words, f"failing from {failing} since {since}") if w)
+    return words
+
+
+def shown_record(record: dict[str, Any] | None) -> str | None:
+    """`shown` for a monitor state's stored locations record (the view and its episode)."""
+    if not record:
+        return None
+    return shown(LocationView.from_record(record), record.get(REGIONAL))
+
+
 def _go_on(episode: dict[str, Any], view: LocationView, at: datetime) -> dict[str, Any]:
     if not episode:
         return {"since": at.isoformat(), "count": 1, "alerted_at": None, "failing": view.failing}
