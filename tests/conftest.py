@@ -10,6 +10,10 @@ import tempfile
 
 # Keep every test run's vigil and Prefect state out of the user's home.
 _home = tempfile.mkdtemp(prefix="vigil-test-home-")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # A parallel worker (tests/parallel.py) inherited the controller's homes: one of its own.
+    os.environ["VIGIL_HOME"] = _home
+    os.environ["PREFECT_HOME"] = os.path.join(_home, "prefect")
 os.environ.setdefault("VIGIL_HOME", _home)
 os.environ.setdefault("PREFECT_HOME", os.path.join(_home, "prefect"))
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
@@ -20,6 +24,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 atexit.register(shutil.rmtree, _home, ignore_errors=True)
 
 pytest_plugins = [
+    "tests.parallel",
     "tests.fixtures.postgres",
     "tests.fixtures.receivers",
     "tests.fixtures.s3",
