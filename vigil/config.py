@@ -276,16 +276,31 @@ class S3Settings(Model):
     sse: Literal["AES256", "aws:kms"] | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
-    # Two parts in memory (one uploading, one filling): 8 MiB keeps a zstd + age backup under
-    # 200 MB (16 MiB measured 212-218 MB) and was no slower; 10,000 parts make 80 GB, raise
-    # it for larger archives.
+    # About concurrency + 1 parts in memory (that many uploading, one filling): 8 MiB keeps a
+    # zstd + age backup under 200 MB (two parts of 16 MiB measured 212-218 MB) and was no
+    # slower; 10,000 parts make 80 GB, raise it for larger archives.
     part_size: Size = 8 * 1024**2
+    # Parts uploading at once. More only helps while the upload, not the dump, is the
+    # slowest stage (a distant bucket); each costs another part of memory.
+    concurrency: int = 2
 
     @field_validator("part_size")
     @classmethod
     def _part_bounds(cls, value: int) -> int:
         if not 5 * 1024**2 <= value <= 512 * 1024**2:
             raise ValueError("part_size must be between 5MiB and 512MiB")
+        return value
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().isdigit():  # from ${VARIABLE}
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+            raise ValueError(
+                f"concurrency must be a whole number of parts uploading at once, from 1 to 64 "
+                f"(memory is about concurrency + 1 parts of part_size), not {value!r}"
+            )
         return value
 
 

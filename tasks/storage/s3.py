@@ -1,18 +1,18 @@
 """Backups in a bucket: `s3://bucket/prefix`, with `backup.s3` settings.
 
 An object larger than one part arrives by multipart upload from a stream, part_size bytes
-at a time, one part uploading while the next fills, so memory stays under two parts
-whatever the database size (smaller objects go up in one PUT); a failed upload is aborted
-so no orphaned parts are billed, and the next upload of the same database aborts any an
-outage left behind.
+at a time, `concurrency` parts uploading while the next fills, so memory stays about
+concurrency + 1 parts whatever the database size (smaller objects go up in one PUT); the
+parts are completed in part-number order whatever order they finished in; a failed part
+aborts the upload so no orphaned parts are billed, and the next upload of the same
+database aborts any an outage left behind.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,7 +36,8 @@ class S3Storage:
         self.prefix = parts.path.strip("/")
         self.settings = settings
         self.endpoint = settings.endpoint_url or "AWS S3"
-        self.client = s3_client(settings)
+        # A connection per part in flight, and one for the calls around them.
+        self.client = s3_client(settings, pool=settings.concurrency + 1)
 
     def object_key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -137,18 +138,21 @@ class S3Storage:
 
 class _S3Writer:
     """Objects up to one part go up in a single PUT; larger ones as a multipart upload whose
-    parts of part_size bytes upload in a thread while the next one fills."""
+    parts of part_size bytes upload on `concurrency` threads while the next one fills, so
+    about concurrency + 1 parts are in memory at once."""
 
     def __init__(self, storage: S3Storage, key: str) -> None:
         self.storage = storage
         self.key = key
         self.part_size = storage.settings.part_size
+        self.concurrency = storage.settings.concurrency
         self.upload_id: str | None = None
         # Grown as bytes arrive, so a small object never costs a whole part of memory.
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vigil-s3-part")
-        self._pending: Future[dict[str, Any]] | None = None
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="vigil-s3-part")
+        self._pending: set[Future[dict[str, Any]]] = set()
+        self._shipped = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
@@ -173,22 +177,26 @@ class _S3Writer:
         else:
             if self._buffer:
                 self._ship()
-            self._settle()
+            self._settle(0)
             self.storage.call(
                 "finish uploading",
                 self.key,
                 self.storage.client.complete_multipart_upload,
                 Key=self.storage.object_key(self.key),
                 UploadId=self.upload_id,
-                MultipartUpload={"Parts": self._parts},
+                # S3 wants them in ascending order, whatever order they finished in.
+                MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
             )
         self._pool.shutdown()
 
     def abort(self) -> None:
         """Drop the parts so none are left billed; if S3 is unreachable, the next upload of
-        this database aborts them (see `clean_incomplete`)."""
-        with suppress(StorageError):
-            self._settle()
+        this database aborts them (see `clean_incomplete`). Parts still in flight finish
+        (or fail) first, so none lands after the abort."""
+        for future in self._pending:
+            future.cancel()
+        wait(self._pending)
+        self._pending.clear()
         self._pool.shutdown()
         if self.upload_id is None:
             return
@@ -207,8 +215,9 @@ class _S3Writer:
             )
 
     def _ship(self) -> None:
-        """Hand the full buffer to the uploader, after the previous part is safely up."""
-        self._settle()
+        """Hand the full buffer to an uploader, once fewer than `concurrency` parts are in
+        flight (a part that failed fails the upload here)."""
+        self._settle(self.concurrency - 1)
         if self.upload_id is None:
             answer = self.storage.call(
                 "start uploading",
@@ -219,23 +228,30 @@ class _S3Writer:
                 **self.storage.encryption(),
             )
             self.upload_id = str(answer["UploadId"])
-        number = len(self._parts) + 1
+        number = self._shipped + 1
         if number > MAX_PARTS:
             raise StorageError(
                 f"cannot upload {self.storage.location(self.key)}: it is larger than S3's "
                 f"{MAX_PARTS} parts of backup.s3.part_size ({self.part_size} bytes); raise "
-                "part_size (memory use is about two parts)"
+                "part_size (memory use is about backup.s3.concurrency + 1 parts)"
             )
         body = self._buffer
-        self._pending = self._pool.submit(self._upload_part, self.upload_id, number, body)
+        self._pending.add(self._pool.submit(self._upload_part, self.upload_id, number, body))
+        self._shipped = number
         self._buffer = bytearray()
 
-    def _settle(self) -> None:
-        """Wait for the part in flight (its buffer is freed with the future)."""
-        if self._pending is None:
-            return
-        future, self._pending = self._pending, None
-        self._parts.append(future.result())
+    def _settle(self, in_flight: int) -> None:
+        """Wait until at most `in_flight` parts are uploading (a finished part's buffer is
+        freed with its future); the first failure among the finished ones is raised."""
+        while self._pending:
+            finished = {f for f in self._pending if f.done()}
+            if not finished and len(self._pending) <= in_flight:
+                return
+            if not finished:
+                finished = wait(self._pending, return_when=FIRST_COMPLETED).done
+            self._pending -= finished
+            for future in finished:
+                self._parts.append(future.result())
 
     def _upload_part(self, upload_id: str, number: int, body: bytearray) -> dict[str, Any]:
         answer = self.storage.call(
