@@ -301,3 +301,40 @@ def test_an_unencoded_at_sign_in_a_password_is_refused_without_showing_it(url: s
         if kind == "postgres"
         else f"monitors:\n  - name: m\n    type: http\n    url: '{encoded}'\n"
     )
+
+
+def test_interpolation_fills_every_depth_and_names_the_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Variables deep in lists of mappings are filled and their places named; everything
+    around them (kept as it is, not copied) comes through unchanged."""
+    monkeypatch.setenv("VIGIL_T_STATUS", "ok")
+    monkeypatch.delenv("VIGIL_T_MISSING", raising=False)
+    config = parse_config(
+        """
+monitors:
+  - {name: a, url: "https://a.example.com/", conditions: ["[STATUS] == 200"]}
+  - name: b
+    url: https://b.example.com/
+    headers: {X-Mode: plain, X-Status: "${VIGIL_T_STATUS}"}
+    conditions: ["[STATUS] == 200", "[BODY].status == ${VIGIL_T_STATUS}"]
+"""
+    )
+    a, b = config.monitors
+    assert a.conditions == ["[STATUS] == 200"] and a.headers == {}
+    assert b.headers == {"X-Mode": "plain", "X-Status": "ok"}
+    assert list(b.headers) == ["X-Mode", "X-Status"]
+    assert b.conditions == ["[STATUS] == 200", "[BODY].status == ok"]
+    errors = errors_of(
+        """
+monitors:
+  - {name: a, url: "https://a.example.com/"}
+  - name: b
+    url: https://b.example.com/
+    conditions: ["[STATUS] == 200", "[BODY].status == ${VIGIL_T_MISSING}"]
+"""
+    )
+    assert errors[0] == (
+        "monitors[1].conditions[1]: environment variable VIGIL_T_MISSING is not set"
+        " (and has no default)"
+    )

@@ -149,3 +149,37 @@ def test_a_hostile_body_of_one_long_word_is_redacted_in_one_pass(run: str) -> No
         signal.signal(signal.SIGALRM, previous)
     assert "Tok3n-PLANTED" not in out and "Pw-PLANTED" not in out
     assert out.startswith(run) and out.endswith(run)
+
+
+def test_secrets_are_found_at_every_depth_in_the_order_written() -> None:
+    """`secrets_in` walks mappings, lists and tuples to any depth (one list, not a
+    generator per level): every secret once per place it appears, in document order."""
+    from vigil.redact import secrets_in
+
+    basic = base64.b64encode(b"ops:B4sic-PLANTED").decode()
+    config = {
+        "store": {"url": "postgresql://u:St0re-PLANTED@db/v", "pool": 5, "echo": False},
+        "monitors": [
+            {"name": "a", "url": "https://h/x?token=Q1-PLANTED", "conditions": ["[STATUS] == 200"]},
+            {"name": "b", "headers": {"Authorization": f"Basic {basic}"}, "tags": ("x", "")},
+            [[{"password": "Deep-PLANTED"}], ("https://u:Tup-PLANTED@h/",)],
+        ],
+        "password": "",
+        "api_token": None,
+    }
+    found = list(secrets_in(config))
+    tup = base64.b64encode(b"u:Tup-PLANTED").decode()
+    store = base64.b64encode(b"u:St0re-PLANTED").decode()
+    # What the walk gave as recursive generators, before it became one list (issue 19).
+    assert found == [
+        *["St0re-PLANTED"] * 3,  # the password, unquoted, and user:password
+        store,
+        *["Q1-PLANTED"] * 2,
+        f"Basic {basic}",
+        basic,
+        "ops:B4sic-PLANTED",
+        "B4sic-PLANTED",
+        "Deep-PLANTED",
+        *["Tup-PLANTED"] * 3,
+        tup,
+    ], found

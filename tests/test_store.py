@@ -225,6 +225,13 @@ def test_rollups_add_up_per_utc_hour(store: Store) -> None:
     ]
     with pytest.raises(ValueError, match="unknown hourly_rollups columns"):
         store.add_rollups([rollup(NOW, success=1)])
+    # Every row is checked, not only the first, and each time converted, not only the first.
+    with pytest.raises(ValueError, match=r"unknown hourly_rollups columns: \['success'\]"):
+        store.add_rollups([rollup(NOW, count=1), rollup(NOW, success=1)])
+    with pytest.raises(ValueError, match="naive datetime"):
+        store.add_rollups([rollup(NOW, count=1), rollup(datetime(2026, 1, 1), count=1)])
+    with store.session() as session:
+        assert session.scalar(select(func.sum(HourlyRollup.count))) == 5, "nothing half-written"
 
 
 def test_deploy_measurements_belong_to_their_verification(store: Store) -> None:

@@ -126,18 +126,40 @@ def is_credential_name(name: str) -> bool:
 def secrets_in(value: Any, key: str = "") -> Iterator[str]:
     """Every secret inside a config-like structure: values under credential-like keys,
     URL passwords (and userinfo), credential-like query values, Authorization-style
-    header values and what their base64 basic auth holds."""
+    header values and what their base64 basic auth holds.
+
+    Depth first, in the order written, into one list: a generator per level and per
+    string was ~0.6 s of a 100,000-monitor config's load."""
+    found: list[str] = []
+    _gather(value, key, found)
+    return iter(found)
+
+
+def _gather(value: Any, key: str, found: list[str]) -> None:
     if isinstance(value, dict):
         for name, item in value.items():
-            yield from secrets_in(item, str(name))
+            if isinstance(item, str):
+                if item:
+                    _gather_string(item, str(name), found)
+            elif isinstance(item, dict | list | tuple):
+                _gather(item, str(name), found)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from secrets_in(item, key)
+            if isinstance(item, str):
+                if item:
+                    _gather_string(item, key, found)
+            elif isinstance(item, dict | list | tuple):
+                _gather(item, key, found)
     elif isinstance(value, str) and value:
-        if is_credential_name(key):
-            yield value
-            yield from _header_secrets(value)
-        yield from url_secrets(value)
+        _gather_string(value, key, found)
+
+
+def _gather_string(value: str, key: str, found: list[str]) -> None:
+    if is_credential_name(key):
+        found.append(value)
+        found += _header_secrets(value)
+    if "@" in value or "?" in value:  # url_secrets' own first test, without the call
+        found += url_secrets(value)
 
 
 def url_secrets(text: str) -> Iterator[str]:

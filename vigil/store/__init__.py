@@ -197,17 +197,24 @@ class Store:
         without reading the hour first; rows for the same key are summed before writing.
         """
         totals: dict[tuple[str, datetime], dict[str, Any]] = {}
+        known = frozenset({"monitor", "hour", *ROLLUP_SUMS})
+        hours: dict[datetime, datetime] = {}  # a sweep's rows share one time: one conversion
         for row in rows:
-            unknown = set(row) - {"monitor", "hour", *ROLLUP_SUMS}
-            if unknown:
-                raise ValueError(f"unknown hourly_rollups columns: {sorted(unknown)}")
-            hour = _utc_hour(row["hour"])
-            total = totals.setdefault(
-                (row["monitor"], hour),
-                {"monitor": row["monitor"], "hour": hour, **dict.fromkeys(ROLLUP_SUMS, 0)},
-            )
-            for name in ROLLUP_SUMS:
-                total[name] += row.get(name, 0)
+            if not known.issuperset(row):
+                raise ValueError(f"unknown hourly_rollups columns: {sorted(set(row) - known)}")
+            at = row["hour"]
+            hour = hours.get(at)
+            if hour is None:
+                hour = hours[at] = _utc_hour(at)
+            key = (row["monitor"], hour)
+            total = totals.get(key)
+            if total is None:
+                total = totals[key] = {"monitor": row["monitor"], "hour": hour}
+                for name in ROLLUP_SUMS:
+                    total[name] = 0 + row.get(name, 0)
+            else:
+                for name in ROLLUP_SUMS:
+                    total[name] += row.get(name, 0)
         names = ["monitor", "hour", *ROLLUP_SUMS]
         read = _reader(itemgetter, names)
         ordered = sorted(totals.items())  # in key order: see _upsert
