@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -188,6 +189,7 @@ def start_local_server(
     client_auth = client_auth_string()
     if client_auth:
         env.setdefault("PREFECT_SERVER_API_AUTH_STRING", client_auth)
+    clear_stale_server_pid(prefect_home(env))
     subprocess.run(
         [
             sys.executable,
@@ -213,6 +215,44 @@ def start_local_server(
             return
         time.sleep(0.5)
     raise RuntimeError(f"the local Prefect server did not answer at {LOCAL_API} within {wait:.0f}s")
+
+
+def prefect_home(env: dict[str, str]) -> Path:
+    """The PREFECT_HOME a server started with `env` uses (Prefect's default otherwise)."""
+    if env.get("PREFECT_HOME"):
+        return Path(env["PREFECT_HOME"]).expanduser()
+    from prefect.settings import get_current_settings
+
+    return Path(get_current_settings().home).expanduser()
+
+
+def clear_stale_server_pid(home: Path) -> bool:
+    """Remove `server.pid` when no Prefect server runs under that pid (a reboot, a killed
+    server): `prefect server start --background` refuses to start while the file exists,
+    and vigil would wait for a server that never comes. True if it was removed."""
+    pid_file = home / "server.pid"
+    try:
+        text = pid_file.read_text().strip()
+    except OSError:
+        return False
+    if text.isdigit() and _is_prefect_process(int(text)):
+        return False
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _is_prefect_process(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: leave it be
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc here: alive is all we know
+    return b"prefect" in command or b"uvicorn" in command
 
 
 def flow_run_link() -> str | None:
