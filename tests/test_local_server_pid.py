@@ -33,8 +33,10 @@ def test_a_pid_now_used_by_another_program_or_garbage_is_removed(tmp_path: Path)
 
 def test_a_running_server_keeps_its_pid_file(tmp_path: Path) -> None:
     pid_file = tmp_path / "server.pid"
-    code = "import time; time.sleep(30)"
-    with subprocess.Popen([sys.executable, "-c", code, "prefect", "server", "start"]) as server:
+    code = "import time; print('up', flush=True); time.sleep(30)"
+    command = [sys.executable, "-c", code, "prefect", "server", "start"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
+        assert server.stdout is not None and server.stdout.readline() == "up\n"  # exec'd
         pid_file.write_text(f"{server.pid}\n")
         assert not clear_stale_server_pid(tmp_path)
         assert pid_file.exists()
