@@ -136,22 +136,22 @@ def secrets_in(value: Any, key: str = "") -> Iterator[str]:
 
 
 def _gather(value: Any, key: str, found: list[str]) -> None:
+    if isinstance(value, str):
+        if value:
+            _gather_string(value, key, found)
+        return
     if isinstance(value, dict):
-        for name, item in value.items():
-            if isinstance(item, str):
-                if item:
-                    _gather_string(item, str(name), found)
-            elif isinstance(item, dict | list | tuple):
-                _gather(item, str(name), found)
+        pairs: Any = ((str(name), item) for name, item in value.items())
     elif isinstance(value, list | tuple):
-        for item in value:
-            if isinstance(item, str):
-                if item:
-                    _gather_string(item, key, found)
-            elif isinstance(item, dict | list | tuple):
-                _gather(item, key, found)
-    elif isinstance(value, str) and value:
-        _gather_string(value, key, found)
+        pairs = ((key, item) for item in value)
+    else:
+        return
+    for name, item in pairs:
+        if isinstance(item, str):
+            if item:
+                _gather_string(item, name, found)
+        elif isinstance(item, dict | list | tuple):
+            _gather(item, name, found)
 
 
 def _gather_string(value: str, key: str, found: list[str]) -> None:
