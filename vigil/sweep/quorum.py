@@ -68,25 +68,23 @@ class LocationView:
 
     def words(self) -> str:
         """`DOWN from eu-west and us-east, up from ap-south`, then the silent ones."""
-        parts = []
-        for verdict in ("failed", "degraded", "ok"):
-            names = [name for name, seen in self.saw.items() if seen == verdict]
-            if names:
-                parts.append(f"{_SAW[verdict]} from {and_names(names)}")
-        if self.silent:
-            parts.append(f"{NO_REPORT} from {and_names(list(self.silent))}")
-        return ", ".join(parts)
+        return ", ".join(self._seen(("failed", "degraded", "ok")))
 
     def regional_words(self) -> str:
         """`failing from eu-west only; up from us-east and ap-south`: a regional notice."""
-        parts = [f"failing from {and_names(self.failing)} only"]
-        for verdict in ("degraded", "ok"):
+        head = f"failing from {and_names(self.failing)} only"
+        return "; ".join([head, *self._seen(("degraded", "ok"))])
+
+    def _seen(self, verdicts: tuple[str, ...]) -> list[str]:
+        """`<word> from <locations>` per verdict seen, in that order, then the silent ones."""
+        parts = []
+        for verdict in verdicts:
             names = [name for name, seen in self.saw.items() if seen == verdict]
             if names:
                 parts.append(f"{_SAW[verdict]} from {and_names(names)}")
         if self.silent:
             parts.append(f"{NO_REPORT} from {and_names(list(self.silent))}")
-        return "; ".join(parts)
+        return parts
 
     def record(self) -> dict[str, Any]:
         """The JSON kept with the check and the monitor's state."""
