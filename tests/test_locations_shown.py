@@ -139,6 +139,8 @@ def test_every_medium_says_which_locations_saw_what(tmp_path: Path) -> None:
     assert " UP " in lines[SHOP] and f"[{WHERE_SOUTH_FAILS}]" in lines[SHOP], lines[SHOP]
     assert "DEGRADED" in lines["cdn"] and f"[{WHERE_SOUTH_FAILS}]" in lines["cdn"]
     assert "DOWN from" not in lines["cdn"], "DEGRADED below its quorum: not said DOWN"
+    assert f"{SOUTH}: [STATUS] 503, expected < 400" in lines["cdn"], "and why, from where"
+    assert lines["cdn"].count(WHERE_SOUTH_FAILS) == 1, lines["cdn"]
     assert f"[up from eu-west and us-east, no report from {SOUTH}]" in lines["edge"]
 
     screen = records.status_json()
@@ -179,6 +181,7 @@ def test_every_medium_says_which_locations_saw_what(tmp_path: Path) -> None:
     text = to_markdown(report)
     escaped = SOUTH.replace("www.", "www\\.").replace("_", "\\_")
     assert f"| DOWN from eu-west and us-east, up from {escaped} |" in text, text
+    assert f"| failing from {escaped} only; up from eu-west and us-east |" in text, text
     assert SOUTH not in text, "a location's name makes no link or emphasis in markdown"
 
 

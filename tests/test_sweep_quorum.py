@@ -91,7 +91,10 @@ def test_a_failure_below_the_quorum_is_a_regional_warning_or_degraded() -> None:
     by_name = {c.monitor.name: c for c in checks}
     assert missing == [c for c in config.monitors if c.name == "eu-only"], "not probed: no view"
     assert by_name["api"].verdict == "ok" and views["api"].regional
-    assert by_name["api"].failed == ["DOWN from eu-west, up from us-east and ap-south"]
+    assert by_name["api"].failed == [
+        "failing from eu-west only; up from us-east and ap-south",
+        "eu-west: [STATUS] 503, expected < 400",
+    ]
     assert by_name["strict"].verdict == "failed", "quorum: 1 means any location"
 
     degraded = parse_config(
@@ -235,6 +238,30 @@ def test_incidents_and_the_report_say_where_an_outage_was_seen_from(store: Store
     assert "| DOWN from eu-west and us-east, up from ap-south |" in text
     assert seen_from("[STATUS] 503, expected < 400") is None
     assert seen_from(None) is None
+
+
+def test_degraded_below_the_quorum_says_failing_from_where_never_down() -> None:
+    """The DEGRADED alert, the incident and the report say what `vigil status` says: the
+    failure was seen from too few locations to be DOWN."""
+    config = parse_config(CONFIG.replace("monitors:", "sweep: {below_quorum: degraded}\nmonitors:"))
+    statuses = {
+        "eu-west": {"api": 503, "eu-only": 200, "strict": 200},
+        "us-east": {"api": 200, "strict": 200},
+    }
+    checks, _, views = judge(config, statuses)
+    decision = decide(config, checks, {}, AT, views)
+    assert decision.after["api"].state == DEGRADED
+    where = "failing from eu-west only; up from us-east; no report from ap-south"
+    alerts = plan_alerts(
+        decision.transitions, config.monitors_by_name, decision.after, {}, digest_after=3
+    )
+    [alert] = [a for a in alerts if a.title.startswith("api ")]
+    assert alert.details[0] == where, alert.details
+    assert not any("DOWN" in line for line in alert.details)
+    cause = "; ".join(decision.after["api"].failed_conditions)
+    assert seen_from(cause) == where
+    assert cause == f"{where}; eu-west: [STATUS] 503, expected < 400"
+    assert alert.details == [where, "eu-west: [STATUS] 503, expected < 400"]
 
 
 def test_silent_runs_name_the_runs_not_the_locations() -> None:

@@ -232,8 +232,11 @@ def _monitor_line(name: str, row: Any, ui_url: str | None) -> MonitorLine:
     if row is None:
         return MonitorLine(name, UNKNOWN, None, None, False, None, None, None, None, None)
     state, in_maintenance, latency, tls, run_id = row
-    problem = "; ".join(state.failed_conditions) or state.last_error
-    shown = _without_locations(problem) if state.state in (DOWN, DEGRADED) else None
+    failed = list(state.failed_conditions or [])
+    if state.state in (DOWN, DEGRADED):
+        shown = "; ".join(_without_locations(failed)) or state.last_error
+    else:
+        shown = None
     return MonitorLine(
         name=name,
         state=state.state,
@@ -262,14 +265,12 @@ def _locations(record: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _without_locations(problem: str | None) -> str | None:
-    """The problem less the locations' words at its head (the line shows them itself)."""
-    from vigil.sweep.quorum import seen_from
+def _without_locations(failed: list[str]) -> list[str]:
+    """The failed conditions less the locations' words, which the sweep puts first (the
+    line shows them itself, from the state's locations record)."""
+    from vigil.sweep.quorum import is_seen_words
 
-    head = seen_from(problem)
-    if not problem or head is None:
-        return problem
-    return problem[len(head) :].removeprefix("; ") or None
+    return failed[1:] if failed and is_seen_words(failed[0]) else failed
 
 
 def _monitor_attention(line: MonitorLine, now: datetime, stale_after: timedelta) -> str | None:

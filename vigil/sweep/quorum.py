@@ -11,8 +11,10 @@ keeps its state, like a monitor no shard reported on.
 
 The verdict that comes out is an ordinary `MonitorCheck`, so thresholds, alerts, records,
 uptime and SLOs downstream use the quorum's word; its first failed line says which
-locations saw what ("DOWN from eu-west and us-east, up from ap-south"), so alerts, the
-table, incidents and reports carry it without knowing about locations.
+locations saw what ("DOWN from eu-west and us-east, up from ap-south"; below the quorum
+"failing from ap-south only; up from eu-west and us-east", then each failing location's
+reason), so alerts, the table, incidents and reports carry it without knowing about
+locations.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ class LocationView:
         """`failing from eu-west only; up from us-east and ap-south`: a regional notice."""
         head = f"failing from {and_names(self.failing)} only"
         return "; ".join([head, *self._seen(("degraded", "ok"))])
+
+    def reasons(self) -> list[str]:
+        """`eu-west: [STATUS] 503, expected < 400`: what failed at each failing location."""
+        return [f"{name}: {self.why.get(name, 'failed')}" for name in self.failing]
 
     def _seen(self, verdicts: tuple[str, ...]) -> list[str]:
         """`<word> from <locations>` per verdict seen, in that order, then the silent ones."""
@@ -137,16 +143,25 @@ def location_runs(config: Config, wanted: dict[str, list[Monitor]]) -> list[Loca
     return runs
 
 
-_WORDS_START = tuple(f"{word} from " for word in _SAW.values())
+# How each phrase of the locations' words starts (`words`, `regional_words`). Location names
+# are letters, digits, '_', '.' and '-' (the config refuses others), so a phrase never holds
+# the "; " that joins a cause's parts.
+_WORDS_START = tuple(f"{word} from " for word in (*_SAW.values(), "failing", NO_REPORT))
+
+
+def is_seen_words(line: str) -> bool:
+    """Whether a failed condition's line is the locations' words (`combine` puts them first)."""
+    return line.startswith(_WORDS_START)
 
 
 def seen_from(cause: str | None) -> str | None:
     """The locations' words at the head of a recorded cause (an incident's, a check's
-    failed conditions joined), if it has them."""
+    failed conditions joined), if it has them: every leading phrase that is theirs."""
     if not cause:
         return None
-    head = cause.split("; ", 1)[0]
-    return head if head.startswith(_WORDS_START) else None
+    parts = cause.split("; ")
+    count = next((i for i, part in enumerate(parts) if not is_seen_words(part)), len(parts))
+    return "; ".join(parts[:count]) or None
 
 
 def and_names(names: list[str]) -> str:
@@ -185,7 +200,12 @@ def combine(
         verdict = "degraded" if degraded or (view.failing and below_quorum == "degraded") else "ok"
     results = list(base.results)
     if view.failing:
-        results.insert(0, ConditionResult(LOCATIONS, False, view.words()))
+        # The words people see everywhere else too (`regional.shown`): a failure below the
+        # quorum is "failing from eu-west only; up from ...", never "DOWN from eu-west".
+        # Below it, the check comes from a location that saw it up, so each failing
+        # location's reason follows (a DEGRADED alert and `vigil status` say why, too).
+        seen = [view.words()] if view.confirmed else [view.regional_words(), *view.reasons()]
+        results[:0] = [ConditionResult(LOCATIONS, False, line) for line in seen]
     check = MonitorCheck(monitor, base.obs, results, verdict, retried=base.retried)
     return check, view
 

@@ -110,7 +110,7 @@ def _notice(
 ) -> Transition | None:
     """The first notice once the threshold is met, then reminders; marks the episode."""
     alerted = episode.get("alerted_at")
-    why = [f"{loc}: {view.why.get(loc, 'failed')}" for loc in view.failing]
+    why = view.reasons()
     if alerted is None:
         if episode["count"] < monitor.failure_threshold:
             return None
