@@ -88,6 +88,23 @@ def test_secrets_are_masked_in_every_medium() -> None:
     assert "Pl4nted-PW" not in row["observed"] and row["latency_ms"] == 12 and row["ok"] is False
 
 
+def test_every_table_row_is_inert_even_when_cells_repeat() -> None:
+    """Repeated cells are made inert once (a sweep's table repeats most of them): every copy,
+    and every column name, still comes out masked and inert."""
+    parse_config('monitors: [{name: a, url: "https://ops:Pl4nted-PW@app.example.com/"}]')
+    hostile = "ops:Pl4nted-PW \x1b[2J\x1b]8;;https://evil\x07"
+    rows = [{hostile: hostile, "n": 1, "same": "UP"} for _ in range(3)]
+    rows.append({hostile: "ok", "n": 2.5, "same": None})
+    out = boundary.table_rows(rows)
+    assert len(out) == 4
+    for row in out:
+        [key] = [k for k in row if k not in ("n", "same")]
+        for text in (key, *[v for v in row.values() if isinstance(v, str)]):
+            assert "Pl4nted-PW" not in text and "\x1b" not in text, text
+    assert [r["n"] for r in out] == [1, 1, 1, 2.5] and out[3]["same"] is None
+    assert out[0] == out[1] == out[2]
+
+
 def test_state_messages_are_one_bounded_line() -> None:
     message = boundary.state_message("first\nsecond\r\n" + "x" * 5000)
     assert "\n" not in message and len(message) <= boundary.MAX_STATE_MESSAGE
