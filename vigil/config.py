@@ -949,24 +949,21 @@ def _interpolate(value: Any, path: str, errors: list[str], secrets: list[str]) -
     # Key paths are built only on the way to a `${`: a 10,000-monitor file has few. A
     # mapping or list with nothing filled in is given back as it is, not copied (for
     # 100,000 monitors, 100,000 mappings and lists rebuilt for nothing).
-    if isinstance(value, dict):
+    if isinstance(value, dict | list):
         filled = {}
-        for k, v in value.items():
+        keyed = isinstance(value, dict)
+        for k, v in value.items() if keyed else enumerate(value):
             if (isinstance(v, str) and "${" not in v) or not isinstance(v, str | dict | list):
                 continue  # nothing to fill in (tested inline: one call per value is slow)
-            new = _interpolate(v, f"{path}.{k}" if path else str(k), errors, secrets)
+            where = (f"{path}.{k}" if path else str(k)) if keyed else f"{path}[{k}]"
+            new = _interpolate(v, where, errors, secrets)
             if new is not v:
                 filled[k] = new
-        return {**value, **filled} if filled else value
-    if isinstance(value, list):
-        items = {}
-        for i, v in enumerate(value):
-            if (isinstance(v, str) and "${" not in v) or not isinstance(v, str | dict | list):
-                continue
-            new = _interpolate(v, f"{path}[{i}]", errors, secrets)
-            if new is not v:
-                items[i] = new
-        return [items.get(i, v) for i, v in enumerate(value)] if items else value
+        if not filled:
+            return value
+        if keyed:
+            return {**value, **filled}
+        return [filled.get(i, v) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
