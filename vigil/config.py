@@ -952,7 +952,8 @@ def _interpolate(value: Any, path: str, errors: list[str], secrets: list[str]) -
     if isinstance(value, dict | list):
         filled = {}
         keyed = isinstance(value, dict)
-        for k, v in value.items() if keyed else enumerate(value):
+        pairs: Any = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in pairs:
             if (isinstance(v, str) and "${" not in v) or not isinstance(v, str | dict | list):
                 continue  # nothing to fill in (tested inline: one call per value is slow)
             where = (f"{path}.{k}" if path else str(k)) if keyed else f"{path}[{k}]"
@@ -961,7 +962,7 @@ def _interpolate(value: Any, path: str, errors: list[str], secrets: list[str]) -
                 filled[k] = new
         if not filled:
             return value
-        if keyed:
+        if isinstance(value, dict):
             return {**value, **filled}
         return [filled.get(i, v) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
