@@ -117,17 +117,16 @@ def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             return value
         text = str(value)
         if text not in done:
-            done[text] = _cell(text)
+            done[text] = _cell_text(text)
         return done[text]
 
     return [{cell(str(k)): cell(v) for k, v in row.items()} for row in rows]
 
 
-def _cell(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    text = " ".join(inert(value).split())
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+def _cell_text(text: str) -> str:
+    """One table cell: inert, on one line, bounded."""
+    one_line = " ".join(inert(text).split())
+    return one_line if len(one_line) <= MAX_CELL else one_line[: MAX_CELL - 1] + "…"
 
 
 def publish_markdown(key: str, text: str, description: str | None = None) -> Any:
